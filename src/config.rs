@@ -1,0 +1,261 @@
+//! Configuration: built-in defaults, then a TOML file, then command-line flags.
+//!
+//! It owns parsing and validation. Every error names the key, the line in the file and
+//! what is allowed. It never touches the footage directory or the camera.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/dashcam/dashcam.toml";
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `test`, `file:PATH` or `-` (standard input).
+    pub source: String,
+    /// Footage directory.
+    pub dir: PathBuf,
+    /// Target segment length in seconds; a segment closes at the first keyframe after it.
+    pub segment_seconds: u32,
+    /// Longest time in seconds between a frame's capture and its fdatasync.
+    pub sync_interval: f64,
+    /// Seconds without a frame after which the open segment is closed.
+    pub idle_timeout: f64,
+    /// Frame rate of file/pipe input whose stream carries no timing.
+    pub fps: u32,
+    /// Read file input as fast as possible instead of at its native rate.
+    pub fast: bool,
+    /// Frames the capture thread may queue ahead of the writer.
+    pub queue_frames: usize,
+    pub test_pattern: TestPatternConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestPatternConfig {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// JPEG quality, 1–100.
+    pub quality: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: "test".into(),
+            dir: PathBuf::from("./footage"),
+            segment_seconds: 60,
+            sync_interval: 1.0,
+            idle_timeout: 10.0,
+            fps: 30,
+            fast: false,
+            queue_frames: 64,
+            test_pattern: TestPatternConfig::default(),
+        }
+    }
+}
+
+impl Default for TestPatternConfig {
+    fn default() -> Self {
+        TestPatternConfig {
+            width: 640,
+            height: 360,
+            fps: 30,
+            quality: 80,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}{}: {message}", line.map(|l| format!(": line {l}")).unwrap_or_default())]
+    Syntax {
+        path: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{path}{}: `{key}` {message}", line.map(|l| format!(": line {l}")).unwrap_or_default())]
+    Invalid {
+        path: String,
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parse and validate TOML text; `path` is used in messages only.
+    pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_string(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().trim().to_string(),
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError::Invalid {
+            path: path.to_string(),
+            line: find_key_line(text, &key),
+            key,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Read `path`, or `DEFAULT_CONFIG_PATH` when `None` and it exists, else the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => PathBuf::from(DEFAULT_CONFIG_PATH),
+            None => return Ok(Config::default()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Check ranges; the error is (key, what is allowed).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        fn bad(key: &str, msg: String) -> Result<(), (String, String)> {
+            Err((key.to_string(), msg))
+        }
+        if let Err(e) = crate::source::SourceSpec::parse(&self.source) {
+            return bad("source", e);
+        }
+        if !(1..=3600).contains(&self.segment_seconds) {
+            return bad(
+                "segment_seconds",
+                format!("is {}; allowed: 1 to 3600", self.segment_seconds),
+            );
+        }
+        if !(0.1..=10.0).contains(&self.sync_interval) {
+            return bad(
+                "sync_interval",
+                format!("is {}; allowed: 0.1 to 10 seconds", self.sync_interval),
+            );
+        }
+        if !(1.0..=3600.0).contains(&self.idle_timeout) {
+            return bad(
+                "idle_timeout",
+                format!("is {}; allowed: 1 to 3600 seconds", self.idle_timeout),
+            );
+        }
+        if !(1..=120).contains(&self.fps) {
+            return bad("fps", format!("is {}; allowed: 1 to 120", self.fps));
+        }
+        if !(2..=1024).contains(&self.queue_frames) {
+            return bad(
+                "queue_frames",
+                format!("is {}; allowed: 2 to 1024", self.queue_frames),
+            );
+        }
+        let tp = &self.test_pattern;
+        if tp.width < 16 || tp.width > 3840 || tp.width % 2 != 0 {
+            return bad(
+                "test_pattern.width",
+                format!("is {}; allowed: an even number from 16 to 3840", tp.width),
+            );
+        }
+        if tp.height < 16 || tp.height > 2160 || tp.height % 2 != 0 {
+            return bad(
+                "test_pattern.height",
+                format!("is {}; allowed: an even number from 16 to 2160", tp.height),
+            );
+        }
+        if !(1..=120).contains(&tp.fps) {
+            return bad(
+                "test_pattern.fps",
+                format!("is {}; allowed: 1 to 120", tp.fps),
+            );
+        }
+        if !(1..=100).contains(&tp.quality) {
+            return bad(
+                "test_pattern.quality",
+                format!("is {}; allowed: 1 to 100", tp.quality),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line on which `key` (possibly `table.key`) is assigned.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let (table, leaf) = match key.rsplit_once('.') {
+        Some((t, l)) => (Some(t), l),
+        None => (None, key),
+    };
+    let mut current_table: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current_table = Some(name.trim().to_string());
+            continue;
+        }
+        let Some((k, _)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        let matches = match (table, current_table.as_deref()) {
+            (None, None) => k == leaf,
+            (Some(t), Some(c)) => t == c && k == leaf,
+            (Some(t), None) => k == format!("{t}.{leaf}"),
+            (None, Some(_)) => false,
+        };
+        if matches {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_ok());
+        assert_eq!(Config::from_toml("", "x").expect("empty ok"), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = Config::from_toml("dir = \"/x\"\nsegment_secs = 5\n", "c.toml")
+            .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("segment_secs"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_names_key_line_and_range() {
+        let err = Config::from_toml("\n[test_pattern]\nfps = 500\n", "c.toml").expect_err("range");
+        let msg = err.to_string();
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("test_pattern.fps"), "{msg}");
+        assert!(msg.contains("1 to 120"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let err = Config::from_toml("segment_seconds = \"sixty\"\n", "c.toml").expect_err("type");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+}

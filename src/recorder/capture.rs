@@ -1,0 +1,121 @@
+//! The capture loop: pull frames from a [`Source`] and hand them to the writer.
+//!
+//! A live source must never wait long for the writer: when the queue is full for more than
+//! [`LIVE_SEND_WAIT`], the frame is dropped, counted, logged, and the count travels with
+//! the next frame that gets through (so it lands in the segment metadata). After a dropped
+//! H.264 frame every frame up to the next keyframe is dropped too, since they could not be
+//! decoded. A file source simply waits. This loop never writes files.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender};
+use log::{error, warn};
+
+use crate::frame::{Codec, Frame};
+use crate::source::{Source, SourceError};
+
+/// How long a live source may wait for room in the queue before the frame is dropped.
+pub const LIVE_SEND_WAIT: Duration = Duration::from_millis(50);
+/// Consecutive errors without a frame after which the source is given up.
+const MAX_ERRORS_WITHOUT_FRAME: u32 = 1000;
+/// At most one "dropping frames" warning this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How the capture loop ended.
+#[derive(Debug, Default)]
+pub struct CaptureReport {
+    pub frames_sent: u64,
+    pub frames_dropped: u64,
+    /// Problems with the input that were survived (corrupt data, skipped bytes).
+    pub input_errors: u64,
+    /// The error that ended capture, if it did not end at the end of the input.
+    pub fatal: Option<SourceError>,
+}
+
+pub fn run_capture(
+    mut source: Box<dyn Source>,
+    frames: Sender<Frame>,
+    stop: Arc<AtomicBool>,
+) -> CaptureReport {
+    let mut report = CaptureReport::default();
+    let live = source.is_live();
+    let mut pending_drops: u32 = 0;
+    let mut dropping_until_keyframe = false;
+    let mut errors_in_a_row = 0u32;
+    let mut last_drop_log: Option<Instant> = None;
+    let mut drops_since_log = 0u64;
+
+    while !stop.load(Ordering::Relaxed) {
+        let mut frame = match source.next_frame() {
+            Ok(Some(frame)) => {
+                errors_in_a_row = 0;
+                frame
+            }
+            Ok(None) => break,
+            Err(e @ SourceError::Corrupt { .. }) => {
+                error!("{e}");
+                report.input_errors += 1;
+                errors_in_a_row += 1;
+                if errors_in_a_row >= MAX_ERRORS_WITHOUT_FRAME {
+                    report.fatal = Some(e);
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                report.fatal = Some(e);
+                break;
+            }
+        };
+
+        if dropping_until_keyframe && !frame.keyframe {
+            pending_drops = pending_drops.saturating_add(1);
+            report.frames_dropped += 1;
+            drops_since_log += 1;
+            continue;
+        }
+        dropping_until_keyframe = false;
+        frame.dropped_before = pending_drops;
+        let codec = frame.format.codec;
+
+        let sent = if live {
+            match frames.send_timeout(frame, LIVE_SEND_WAIT) {
+                Ok(()) => true,
+                Err(SendTimeoutError::Timeout(_)) => false,
+                Err(SendTimeoutError::Disconnected(_)) => break,
+            }
+        } else {
+            match frames.send(frame) {
+                Ok(()) => true,
+                Err(_) => break,
+            }
+        };
+        if sent {
+            report.frames_sent += 1;
+            pending_drops = 0;
+        } else {
+            pending_drops = pending_drops.saturating_add(1);
+            report.frames_dropped += 1;
+            drops_since_log += 1;
+            dropping_until_keyframe = codec == Codec::H264;
+        }
+        if drops_since_log > 0 && last_drop_log.is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY) {
+            warn!(
+                "writer too slow: dropped {drops_since_log} frame(s) from {} ({} in all)",
+                source.describe(),
+                report.frames_dropped
+            );
+            last_drop_log = Some(Instant::now());
+            drops_since_log = 0;
+        }
+    }
+    if drops_since_log > 0 {
+        warn!(
+            "writer too slow: dropped {drops_since_log} frame(s) ({} in all)",
+            report.frames_dropped
+        );
+    }
+    report
+}

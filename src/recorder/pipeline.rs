@@ -1,0 +1,138 @@
+//! Wiring: capture thread → bounded channel → writer thread, plus signal handling.
+//!
+//! It owns thread start-up and shutdown order. The first SIGINT/SIGTERM asks the writer to
+//! close its segment completely and the capture loop to end; a second one exits at once.
+//! It never touches frames itself.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::bounded;
+use log::{info, warn};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::Config;
+use crate::recorder::capture::{run_capture, CaptureReport};
+use crate::recorder::segment_writer::{run_writer, Control, SegmentWriter, WriterReport, WriterSettings};
+use crate::source::open::{open, SourceOptions};
+use crate::source::test_pattern::TestPatternOptions;
+use crate::source::SourceSpec;
+
+/// How a recording run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub writer: WriterReport,
+    /// `None` when the capture thread was left blocked in a read after a stop.
+    pub capture: Option<CaptureReport>,
+}
+
+impl RunOutcome {
+    /// Process exit code: 0 when the input was recorded cleanly or the run was stopped,
+    /// 1 when the input was unreadable or had errors (what was recorded is still whole).
+    pub fn exit_code(&self) -> i32 {
+        match &self.capture {
+            Some(c) if c.fatal.is_some() || c.input_errors > 0 => 1,
+            _ if self.writer.write_errors > 0 && !self.writer.stopped => 1,
+            _ => 0,
+        }
+    }
+}
+
+pub fn run(config: &Config) -> Result<RunOutcome> {
+    let spec = SourceSpec::parse(&config.source).map_err(anyhow::Error::msg)?;
+    let options = SourceOptions {
+        default_rate: (config.fps, 1),
+        fast: config.fast,
+        test_pattern: TestPatternOptions {
+            width: config.test_pattern.width,
+            height: config.test_pattern.height,
+            fps: config.test_pattern.fps,
+            quality: config.test_pattern.quality,
+        },
+    };
+    let source = open(&spec, &options).context("cannot open the source")?;
+    let writer = SegmentWriter::new(WriterSettings {
+        dir: config.dir.clone(),
+        segment_seconds: config.segment_seconds,
+        sync_interval: std::time::Duration::from_secs_f64(config.sync_interval),
+        idle_timeout: std::time::Duration::from_secs_f64(config.idle_timeout),
+    })?;
+    info!(
+        "recording {} into {} ({} s segments)",
+        source.describe(),
+        config.dir.display(),
+        config.segment_seconds
+    );
+
+    let (frame_tx, frame_rx) = bounded(config.queue_frames);
+    let (control_tx, control_rx) = bounded::<Control>(4);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let signal_handle = signals.handle();
+    {
+        let stop = stop.clone();
+        let control_tx = control_tx.clone();
+        thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    if stop.swap(true, Ordering::SeqCst) {
+                        warn!("second signal {signal}: exiting now");
+                        std::process::exit(130);
+                    }
+                    info!("signal {signal}: closing the segment and stopping");
+                    let _ = control_tx.send(Control::Stop);
+                }
+            })
+            .context("cannot start the signal thread")?;
+    }
+
+    let capture = {
+        let stop = stop.clone();
+        thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || run_capture(source, frame_tx, stop))
+            .context("cannot start the capture thread")?
+    };
+    let writer = thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || run_writer(writer, frame_rx, control_rx))
+        .context("cannot start the writer thread")?;
+
+    let writer_report = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    signal_handle.close();
+    drop(control_tx);
+    // After a stop the capture thread may be blocked in a read (a pipe, a camera): do not
+    // wait for it. At the end of the input it has finished already.
+    let capture_report = if writer_report.stopped {
+        stop.store(true, Ordering::SeqCst);
+        None
+    } else {
+        capture.join().ok()
+    };
+    if let Some(c) = &capture_report {
+        if let Some(e) = &c.fatal {
+            log::error!("{e}");
+        }
+        if c.input_errors > 0 {
+            log::error!(
+                "the input had {} error(s); everything readable was recorded",
+                c.input_errors
+            );
+        }
+    }
+    info!(
+        "done: {} segment(s), {} frame(s) recorded, {} dropped",
+        writer_report.segments, writer_report.frames, writer_report.frames_dropped
+    );
+    Ok(RunOutcome {
+        writer: writer_report,
+        capture: capture_report,
+    })
+}

@@ -1,0 +1,38 @@
+//! Durable file-system operations: atomic replace and directory fsync.
+//!
+//! A rename or create is only durable once its directory is fsynced (ext4 and vfat alike),
+//! so every function here that changes a directory entry syncs the directory before
+//! returning. It never deletes anything.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// fsync a directory so that creates, renames and deletes in it survive a power cut.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Replace `path` with `bytes` atomically: write a temp file beside it, fsync it, rename it
+/// over the target, fsync the directory. A crash leaves either the old or the new content
+/// (and possibly a `.tmp` file that recovery removes), never a torn file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    fsync_dir(dir)
+}
