@@ -21,6 +21,8 @@
 #   mjpeg422.mjpeg     640x360 30 fps MJPEG 4:2:2 (yuvj422p), concatenated JPEGs, 10 s
 #   truncated.h264     headers_once.h264 cut in the middle of a slice NAL unit at ~60 %
 #   garbage.bin        200 KiB of reproducible pseudo-random bytes (AES-CTR keystream)
+#   res_change.h264    3 s of 640x360 then 3 s of 320x240 (new SPS/PPS at the change),
+#                      30 fps, IDR every 30 frames
 # On request:
 #   bench1080.h264     1920x1080 30 fps High, ~12 Mbit/s, IDR every 60 frames with
 #                      headers, 60 s
@@ -33,7 +35,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
     names=("$@")
 else
-    names=(pi1080.h264 headers_once.h264 bframes.h264 mjpeg422.mjpeg truncated.h264 garbage.bin)
+    names=(pi1080.h264 headers_once.h264 bframes.h264 mjpeg422.mjpeg truncated.h264 garbage.bin res_change.h264)
 fi
 
 for tool in ffmpeg ffprobe; do
@@ -189,6 +191,18 @@ make_garbage() {
     [ "$(stat -c %s "$out")" = 204800 ] || die "garbage: wrong size"
 }
 
+make_res_change() {
+    local out=$1 size
+    for size in 640x360 320x240; do
+        ff -f lavfi -i "testsrc2=size=$size:rate=30" -t 3 -pix_fmt yuv420p \
+            -c:v libx264 -preset veryfast -bf 0 \
+            -x264-params keyint=30:min-keyint=30:scenecut=0:repeat-headers=1 \
+            -f h264 "$tmpdir/part-$size.h264"
+    done
+    cat "$tmpdir/part-640x360.h264" "$tmpdir/part-320x240.h264" >"$out"
+    [ "$(frames_of "$out")" = 180 ] || die "res_change: not 180 frames"
+}
+
 make_bench1080() {
     local out=$1
     ff -f lavfi -i "$(src1080 28)" -t 60 -pix_fmt yuv420p \
@@ -209,6 +223,7 @@ make_one() {
         mjpeg422.mjpeg) fn=make_mjpeg422 ;;
         truncated.h264) fn=make_truncated ;;
         garbage.bin) fn=make_garbage ;;
+        res_change.h264) fn=make_res_change ;;
         bench1080.h264) fn=make_bench1080 ;;
         *) die "unknown input $name" ;;
     esac

@@ -134,8 +134,7 @@ fn list(a: ListArgs) -> Result<()> {
         Some(d) => d,
         None => Config::load(a.config.as_deref())?.dir,
     };
-    let entries =
-        catalog::list(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let entries = catalog::list(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
     if a.json {
         let rows: Vec<serde_json::Value> = entries
             .iter()

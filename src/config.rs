@@ -95,17 +95,32 @@ pub enum ConfigError {
 impl Config {
     /// Parse and validate TOML text; `path` is used in messages only.
     pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_string(),
-            line: e.span().map(|s| line_of(text, s.start)),
-            message: e.message().trim().to_string(),
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            // Name the key when the error is about a value (`key = value` on that line).
+            let key = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim().to_string())
+                .filter(|k| !k.is_empty() && !k.starts_with('#'));
+            let message = e.message().trim().to_string();
+            ConfigError::Syntax {
+                path: path.to_string(),
+                line,
+                message: match key {
+                    Some(k) if !message.contains(&k) => format!("`{k}`: {message}"),
+                    _ => message,
+                },
+            }
         })?;
-        config.validate().map_err(|(key, message)| ConfigError::Invalid {
-            path: path.to_string(),
-            line: find_key_line(text, &key),
-            key,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_string(),
+                line: find_key_line(text, &key),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -232,7 +247,10 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert!(Config::default().validate().is_ok());
-        assert_eq!(Config::from_toml("", "x").expect("empty ok"), Config::default());
+        assert_eq!(
+            Config::from_toml("", "x").expect("empty ok"),
+            Config::default()
+        );
     }
 
     #[test]
@@ -257,5 +275,6 @@ mod tests {
     fn wrong_type_names_line() {
         let err = Config::from_toml("segment_seconds = \"sixty\"\n", "c.toml").expect_err("type");
         assert!(err.to_string().contains("line 1"), "{err}");
+        assert!(err.to_string().contains("segment_seconds"), "{err}");
     }
 }

@@ -207,7 +207,9 @@ impl AviWriter {
         self.out.flush().map_err(|e| self.io_error(e))?;
         let header = build_header(fields);
         let file = self.out.get_ref();
-        let result = file.write_all_at(&header, 0).and_then(|()| file.sync_data());
+        let result = file
+            .write_all_at(&header, 0)
+            .and_then(|()| file.sync_data());
         result.map_err(|e| self.io_error(e))?;
         self.flushed_frames = self.index.len();
         self.unflushed_first = None;
@@ -235,8 +237,11 @@ impl AviWriter {
             return self.nominal;
         }
         let (num, den) = self.nominal;
-        let milli =
-            div_round(u128::from(frames) * u128::from(TIMESCALE) * 1000, ticks as u128).max(1);
+        let milli = div_round(
+            u128::from(frames) * u128::from(TIMESCALE) * 1000,
+            ticks as u128,
+        )
+        .max(1);
         let nominal_milli = div_round(u128::from(num) * 1000, u128::from(den));
         if milli == nominal_milli {
             (num, den)
@@ -250,7 +255,9 @@ impl SegmentMuxer for AviWriter {
     fn push(&mut self, frame: &Frame) -> Result<(), MuxError> {
         self.check_usable()?;
         let format = &frame.format;
-        if format.codec != Codec::Mjpeg || format.width != self.width || format.height != self.height
+        if format.codec != Codec::Mjpeg
+            || format.width != self.width
+            || format.height != self.height
         {
             return Err(MuxError::Invalid {
                 path: self.path.clone(),
@@ -328,9 +335,7 @@ impl SegmentMuxer for AviWriter {
 
     fn unflushed_ticks(&self) -> i64 {
         match (self.unflushed_first, self.last_dts) {
-            (Some((first, _)), Some(last)) => {
-                (last - first).saturating_add(self.nominal_ticks)
-            }
+            (Some((first, _)), Some(last)) => (last - first).saturating_add(self.nominal_ticks),
             _ => 0,
         }
     }
@@ -384,7 +389,9 @@ impl SegmentMuxer for AviWriter {
         fields.riff_size = clamp_u32(u128::from(bytes - 8));
         let header = build_header(&fields);
         let file = self.out.get_ref();
-        let result = file.write_all_at(&header, 0).and_then(|()| file.sync_data());
+        let result = file
+            .write_all_at(&header, 0)
+            .and_then(|()| file.sync_data());
         result.map_err(|e| self.io_error(e))?;
         Ok(MuxSummary {
             frames,
@@ -394,12 +401,9 @@ impl SegmentMuxer for AviWriter {
     }
 }
 
+/// `num / den` rounded to nearest; 0 when `den` is 0.
 fn div_round(num: u128, den: u128) -> u128 {
-    if den == 0 {
-        0
-    } else {
-        (num + den / 2) / den
-    }
+    num.saturating_add(den / 2).checked_div(den).unwrap_or(0)
 }
 
 fn clamp_u32(v: u128) -> u32 {
@@ -497,4 +501,383 @@ fn build_header(f: &HeaderFields) -> [u8; HEADER_LEN] {
     h.fourcc(b"movi");
     debug_assert_eq!(h.pos, HEADER_LEN);
     h.bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    fn mjpeg_format(width: u32, height: u32, rate: Option<(u32, u32)>) -> Arc<StreamFormat> {
+        Arc::new(StreamFormat {
+            codec: Codec::Mjpeg,
+            width,
+            height,
+            frame_rate: rate,
+            sps: Vec::new(),
+            pps: Vec::new(),
+        })
+    }
+
+    fn frame(data: &[u8], dts: i64, format: &Arc<StreamFormat>) -> Frame {
+        Frame {
+            data: data.to_vec(),
+            keyframe: true,
+            pts: dts,
+            dts,
+            captured: Instant::now(),
+            wall: SystemTime::now(),
+            format: Arc::clone(format),
+            dropped_before: 0,
+        }
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    #[test]
+    fn layout_after_flush_and_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.avi");
+        let fmt = mjpeg_format(320, 240, Some((30, 1)));
+        let mut w = AviWriter::create(&path, &fmt).unwrap();
+        assert_eq!(w.projected_bytes(), HEADER_LEN as u64 + 8);
+        assert_eq!(w.unflushed_ticks(), 0);
+        assert!(w.oldest_unflushed().is_none());
+
+        w.push(&frame(&[1, 2, 3], 0, &fmt)).unwrap(); // odd: padded
+        w.push(&frame(&[4, 5, 6, 7], 3000, &fmt)).unwrap();
+        assert_eq!(w.unflushed_ticks(), 6000);
+        assert!(w.oldest_unflushed().is_some());
+        let expected_len = HEADER_LEN as u64 + (8 + 4) + (8 + 4);
+        assert_eq!(w.projected_bytes(), expected_len + 8 + 32);
+        w.flush(Some(6000)).unwrap();
+        assert_eq!(w.unflushed_ticks(), 0);
+        assert!(w.oldest_unflushed().is_none());
+
+        let b = std::fs::read(&path).unwrap();
+        assert_eq!(b.len() as u64, expected_len);
+        assert_eq!(&b[0..4], b"RIFF");
+        assert_eq!(u32_at(&b, 4) as usize, b.len() - 8);
+        assert_eq!(&b[8..12], b"AVI ");
+        assert_eq!(u32_at(&b, 32), 33_333); // µs per frame
+        assert_eq!(u32_at(&b, 44), AVIF_ISINTERLEAVED); // no index yet
+        assert_eq!(u32_at(&b, 48), 2); // dwTotalFrames
+        assert_eq!((u32_at(&b, 64), u32_at(&b, 68)), (320, 240));
+        assert_eq!(&b[108..116], b"vidsMJPG");
+        assert_eq!((u32_at(&b, 128), u32_at(&b, 132)), (1, 30)); // scale, rate
+        assert_eq!(u32_at(&b, 140), 2); // dwLength
+        assert_eq!(&b[188..192], b"MJPG");
+        assert_eq!(&b[212..216], b"LIST");
+        assert_eq!(u32_at(&b, 216) as usize, b.len() - 220);
+        assert_eq!(&b[220..228], b"movi00dc");
+        assert_eq!(u32_at(&b, 228), 3);
+        assert_eq!(&b[232..236], &[1, 2, 3, 0]);
+        assert_eq!(&b[236..240], b"00dc");
+
+        // A third frame 3100 ticks later, finished with no next_dts: 3 frames in 9100 ticks.
+        w.push(&frame(&[8; 10], 6100, &fmt)).unwrap();
+        let summary = Box::new(w).finish(None).unwrap();
+        let b = std::fs::read(&path).unwrap();
+        assert_eq!(summary.frames, 3);
+        assert_eq!(summary.duration_ticks, 9100);
+        assert_eq!(summary.bytes, b.len() as u64);
+        assert_eq!(u32_at(&b, 4) as usize, b.len() - 8);
+        assert_eq!(u32_at(&b, 44), AVIF_ISINTERLEAVED | AVIF_HASINDEX);
+        assert_eq!(u32_at(&b, 48), 3);
+        // 3 * 90000 / 9100 = 29.6703 fps
+        assert_eq!((u32_at(&b, 128), u32_at(&b, 132)), (1000, 29_670));
+        assert_eq!(u32_at(&b, 32), 33_704);
+        let movi_end = 220 + u32_at(&b, 216) as usize;
+        assert_eq!(&b[movi_end..movi_end + 4], b"idx1");
+        assert_eq!(u32_at(&b, movi_end + 4), 48);
+        let entries: Vec<(u32, u32)> = (0..3)
+            .map(|i| {
+                let e = movi_end + 8 + 16 * i;
+                assert_eq!(&b[e..e + 4], b"00dc");
+                assert_eq!(u32_at(&b, e + 4), AVIIF_KEYFRAME);
+                (u32_at(&b, e + 8), u32_at(&b, e + 12))
+            })
+            .collect();
+        assert_eq!(entries, vec![(4, 3), (16, 4), (28, 10)]);
+        assert_eq!(movi_end + 8 + 48, b.len());
+    }
+
+    #[test]
+    fn measured_rate_keeps_exact_nominal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ntsc.avi");
+        let fmt = mjpeg_format(16, 16, Some((30000, 1001)));
+        let mut w = AviWriter::create(&path, &fmt).unwrap();
+        for n in 0..10 {
+            w.push(&frame(&[0xAA; 6], n * 3003, &fmt)).unwrap();
+        }
+        let summary = Box::new(w).finish(Some(30030)).unwrap();
+        assert_eq!(summary.duration_ticks, 30030);
+        let b = std::fs::read(&path).unwrap();
+        assert_eq!((u32_at(&b, 128), u32_at(&b, 132)), (1001, 30000));
+        assert_eq!(u32_at(&b, 32), 33_367);
+    }
+
+    #[test]
+    fn empty_segment_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.avi");
+        let w = AviWriter::create(&path, &mjpeg_format(16, 16, None)).unwrap();
+        let summary = Box::new(w).finish(None).unwrap();
+        assert_eq!((summary.frames, summary.duration_ticks), (0, 0));
+        let b = std::fs::read(&path).unwrap();
+        assert_eq!(b.len(), HEADER_LEN + 8);
+        assert_eq!((u32_at(&b, 128), u32_at(&b, 132)), (1, 30)); // default rate
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.avi");
+        let fmt = mjpeg_format(64, 48, Some((25, 1)));
+        let mut w = AviWriter::create(&path, &fmt).unwrap();
+        // The file exists now: a second writer must not clobber it.
+        assert!(matches!(
+            AviWriter::create(&path, &fmt),
+            Err(MuxError::Io { .. })
+        ));
+        let h264 = Arc::new(StreamFormat {
+            codec: Codec::H264,
+            ..(*fmt).clone()
+        });
+        assert!(matches!(
+            AviWriter::create(&dir.path().join("h.avi"), &h264),
+            Err(MuxError::Invalid { .. })
+        ));
+        assert!(AviWriter::create(&dir.path().join("z.avi"), &mjpeg_format(0, 48, None)).is_err());
+
+        w.push(&frame(&[1; 4], 3600, &fmt)).unwrap();
+        assert!(w.push(&frame(&[], 7200, &fmt)).is_err());
+        assert!(
+            w.push(&frame(&[1; 4], 0, &fmt)).is_err(),
+            "dts went backwards"
+        );
+        let other = mjpeg_format(32, 48, Some((25, 1)));
+        assert!(w.push(&frame(&[1; 4], 7200, &other)).is_err());
+        assert!(w.push(&frame(&[1; 4], 7200, &h264)).is_err());
+
+        // Pretend the file is nearly full: the frame that would cross 1 GiB is refused.
+        let room = AVI_MAX_BYTES - w.projected_bytes();
+        w.written += room - 100;
+        let e = w.push(&frame(&[1; 100], 7200, &fmt)).unwrap_err();
+        assert!(e.to_string().contains("past the AVI limit"), "{e}");
+        assert!(w.projected_bytes() <= AVI_MAX_BYTES);
+        w.written -= room - 100;
+        w.push(&frame(&[1; 4], 7200, &fmt)).unwrap();
+        assert_eq!(Box::new(w).finish(None).unwrap().frames, 2);
+    }
+
+    /// End-to-end checks against ffmpeg (skipped when it is not installed).
+    mod ffmpeg {
+        use super::*;
+        use crate::source::mjpeg_stream::MjpegStream;
+        use crate::source::test_pattern::{TestPattern, TestPatternOptions};
+        use crate::source::Source;
+        use std::process::Command;
+
+        fn have_ffmpeg() -> bool {
+            let ok = ["ffmpeg", "ffprobe"].iter().all(|tool| {
+                Command::new(tool)
+                    .arg("-version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
+            if !ok {
+                eprintln!("note: ffmpeg/ffprobe not installed, skipping the end-to-end AVI test");
+            }
+            ok
+        }
+
+        /// Run a tool; return (stdout, stderr), failing the test on a non-zero exit.
+        fn run(tool: &str, args: &[&str]) -> (String, String) {
+            let out = Command::new(tool).args(args).output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{tool} {args:?} failed: {stderr}");
+            (stdout, stderr)
+        }
+
+        /// The hash column of `ffmpeg -f framemd5`.
+        fn frame_hashes(path: &Path) -> Vec<String> {
+            let p = path.to_str().unwrap();
+            let args = [
+                "-v",
+                "error",
+                "-i",
+                p,
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "framemd5",
+                "-",
+            ];
+            let (stdout, _) = run("ffmpeg", &args);
+            stdout
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+                .collect()
+        }
+
+        fn assert_clean(path: &Path) {
+            let p = path.to_str().unwrap();
+            let (out, err) = run("ffprobe", &["-v", "error", p]);
+            assert_eq!((out.as_str(), err.as_str()), ("", ""), "ffprobe {p}");
+            let (out, err) = run("ffmpeg", &["-v", "error", "-i", p, "-f", "null", "-"]);
+            assert_eq!((out.as_str(), err.as_str()), ("", ""), "ffmpeg decode {p}");
+        }
+
+        fn probe(path: &Path, entries: &str) -> String {
+            let p = path.to_str().unwrap();
+            let args = ["-v", "error", "-show_entries", entries, "-of", "csv=p=0", p];
+            run("ffprobe", &args).0.trim().to_string()
+        }
+
+        #[test]
+        fn mjpeg_stream_to_avi_matches_ffmpeg() {
+            if !have_ffmpeg() {
+                return;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let input = dir.path().join("in.mjpeg");
+            run(
+                "ffmpeg",
+                &[
+                    "-v",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=320x240:rate=30",
+                    "-frames:v",
+                    "60",
+                    "-c:v",
+                    "mjpeg",
+                    "-pix_fmt",
+                    "yuvj422p",
+                    "-q:v",
+                    "3",
+                    "-f",
+                    "mjpeg",
+                    input.to_str().unwrap(),
+                ],
+            );
+            let reference = frame_hashes(&input);
+            assert_eq!(reference.len(), 60);
+
+            let file = std::fs::File::open(&input).unwrap();
+            let mut source =
+                MjpegStream::new(Box::new(file), "in.mjpeg".into(), (30, 1), false, false);
+            let seg = dir.path().join("seg.avi");
+            let mut w: Option<AviWriter> = None;
+            let mut chunk_ends = Vec::new();
+            let mut snapshot = Vec::new();
+            let mut n = 0;
+            while let Some(f) = source.next_frame().unwrap() {
+                let writer = match &mut w {
+                    Some(writer) => writer,
+                    None => w.insert(AviWriter::create(&seg, &f.format).unwrap()),
+                };
+                writer.push(&f).unwrap();
+                chunk_ends.push(writer.written - (f.data.len() as u64 & 1));
+                n += 1;
+                if n == 20 || n == 45 {
+                    writer.flush(Some(f.dts + 3000)).unwrap();
+                }
+                if n == 55 {
+                    // A crash now: the header says 45 frames, the file holds 55.
+                    writer.out.flush().unwrap();
+                    snapshot = std::fs::read(&seg).unwrap();
+                }
+            }
+            assert_eq!(n, 60);
+            let summary = Box::new(w.unwrap()).finish(Some(60 * 3000)).unwrap();
+            assert_eq!(summary.frames, 60);
+            assert_eq!(summary.duration_ticks, 180_000);
+            assert_eq!(summary.bytes, std::fs::metadata(&seg).unwrap().len());
+
+            assert_clean(&seg);
+            assert_eq!(frame_hashes(&seg), reference);
+            assert_eq!(
+                probe(&seg, "stream=codec_name,width,height,r_frame_rate"),
+                "mjpeg,320,240,30/1"
+            );
+            assert_eq!(probe(&seg, "format=duration"), "2.000000");
+
+            // Copies of the crashed file cut anywhere give exactly their complete frames.
+            let mid = |k: usize| (chunk_ends[k - 1] + chunk_ends[k]) / 2;
+            let mut cuts = vec![
+                HEADER_LEN as u64,  // no frame at all
+                chunk_ends[0],      // exactly one frame
+                mid(10),            // inside frame 11, before the first flush
+                chunk_ends[44] + 4, // inside the chunk header after the flushed part
+                mid(50),            // past the flushed sizes
+                snapshot.len() as u64,
+            ];
+            let len = snapshot.len() as u64;
+            cuts.extend((1..16).map(|i| HEADER_LEN as u64 + (len - HEADER_LEN as u64) * i / 16));
+            for cut in cuts {
+                let complete = chunk_ends.iter().filter(|&&e| e <= cut).count();
+                let cut_path = dir.path().join(format!("cut{cut}.avi"));
+                std::fs::write(&cut_path, &snapshot[..cut as usize]).unwrap();
+                if complete == 0 {
+                    // Nothing to decode, but the header alone must still parse.
+                    run("ffprobe", &["-v", "error", cut_path.to_str().unwrap()]);
+                    continue;
+                }
+                let hashes = frame_hashes(&cut_path);
+                // ffmpeg may add the truncated last chunk as one more (damaged) picture.
+                let got = hashes.len();
+                assert!(
+                    got == complete || got == complete + 1,
+                    "cut at {cut}: {got} frames"
+                );
+                assert_eq!(hashes[..complete], reference[..complete], "cut at {cut}");
+            }
+        }
+
+        #[test]
+        fn test_pattern_frames_decode() {
+            if !have_ffmpeg() {
+                return;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            for (width, height, quality) in [(320, 240, 80), (640, 360, 100), (64, 32, 1)] {
+                let opts = TestPatternOptions {
+                    width,
+                    height,
+                    fps: 30,
+                    quality,
+                };
+                let mut tp = TestPattern::new(opts).unwrap();
+                let seg = dir.path().join(format!("tp{width}.avi"));
+                let started = Instant::now();
+                let first = tp.next_frame().unwrap().unwrap();
+                let mut w = AviWriter::create(&seg, &first.format).unwrap();
+                w.push(&first).unwrap();
+                for _ in 1..5 {
+                    w.push(&tp.next_frame().unwrap().unwrap()).unwrap();
+                }
+                // Frame 4 is due 4/30 s after frame 0.
+                assert!(started.elapsed().as_millis() >= 133, "paced at 30 fps");
+                w.flush(None).unwrap();
+                let summary = Box::new(w).finish(Some(5 * 3000)).unwrap();
+                assert_eq!(summary.frames, 5);
+                assert_clean(&seg);
+                assert_eq!(
+                    probe(&seg, "stream=codec_name,width,height"),
+                    format!("mjpeg,{width},{height}")
+                );
+                assert_eq!(frame_hashes(&seg).len(), 5);
+            }
+        }
+    }
 }

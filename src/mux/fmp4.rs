@@ -7,22 +7,49 @@
 //! power dies:
 //!
 //! ```text
-//! ftyp  moov(mvhd trak(tkhd mdia(mdhd hdlr minf(vmhd dinf stbl(stsd/avc1/avcC, empty tables)))) mvex(mehd trex))
-//! moof mdat   moof mdat   ...   (each pair written with one write and fdatasync'ed)
-//! mfra(tfra mfro)               (only once finished; durations in mvhd/tkhd/mdhd/mehd patched)
+//! ftyp
+//! moov(mvhd trak(tkhd free|edts mdia(mdhd hdlr minf(vmhd dinf stbl(stsd/avc1/avcC, empty tables)))) mvex(mehd trex))
+//! [free] moof mdat  [free] moof mdat  ...   one write + fdatasync per pair
+//! mfra(tfra mfro)                           only once finished
 //! ```
 //!
 //! `ftyp` + `moov` are written and `fdatasync`ed by [`Fmp4Writer::create`]. Frames are
 //! buffered in memory (one reused payload buffer and a small per-sample table) until
-//! [`SegmentMuxer::flush`], which appends one `moof` + `mdat` pair and `fdatasync`s. A file
-//! cut anywhere holds the init segment, complete fragments and at most one torn last
-//! fragment, which players ignore. [`SegmentMuxer::finish`] appends the `mfra` index and
-//! patches the duration fields (positioned writes) so players show the real length.
+//! [`SegmentMuxer::flush`], which appends one `moof` + `mdat` pair with a single `writev`
+//! and `fdatasync`s. [`SegmentMuxer::finish`] appends the `mfra` index and patches the
+//! durations (mvhd, tkhd, mdhd, mehd, elst) with positioned writes so players show the
+//! real length; a file that was never finished shows the length of its fragments.
 //!
-//! Timeline: one 90 kHz clock ([`crate::frame::TIMESCALE`]) for the movie and the track. The
-//! file starts at decode time 0 (the first frame's dts); composition offsets are signed
-//! (`trun` version 1) and shifted so that the earliest presentation time of the first
-//! fragment is exactly 0, which makes an edit list unnecessary even for B-frame streams.
+//! # Crash safety
+//!
+//! A file cut anywhere holds the init segment, complete fragments and at most one torn last
+//! fragment. A torn `mdat` is harmless (players decode up to the cut), but a torn `moof`
+//! is not: ffmpeg refuses the *whole file* when a `trun` ends early. So a `moof` must be on
+//! disk completely or not at all:
+//!
+//! - the `moof` + `mdat` header of a fragment never crosses a 4 KiB boundary: a `free` box
+//!   pads up to the next page when needed. A write cut by a signal stops at a page boundary
+//!   and ext4 persists whole blocks, so the `moof` is either all there or absent;
+//! - a `moof` larger than a page (more than ~250 frames per fragment) is written as a
+//!   `free` box, synced, then renamed to `moof` with a 4-byte write and synced again.
+//!   Until the rename, players skip the fragment.
+//!
+//! Nothing is counted as written until `fdatasync` returned; a failed flush truncates the
+//! file back to its last complete fragment and a retry rewrites the same fragment.
+//!
+//! # Timeline
+//!
+//! One 90 kHz clock ([`crate::frame::TIMESCALE`]) for the movie and the track, so nothing
+//! is rounded. Decode time 0 is the first frame's dts, sample durations are dts
+//! differences (at least 1 tick; the last one from the next dts, else estimated), and each
+//! fragment's `tfdt` follows the stream's dts unless that would overlap the previous
+//! fragment. Presentation times come from the stream's pts as signed composition offsets
+//! (`trun` version 1). For B-frame streams the first fragment's reorder delay is added
+//! to every offset, so that no offset of the first fragment is negative, and an edit
+//! list (written over a `free` placeholder in the first sector of the file at the first
+//! flush) starts the movie at that delay: the first displayed frame is at exactly 0 in
+//! ffmpeg, which otherwise shifts negative offsets. Streams without reordering get no
+//! edit list.
 //!
 //! # What it must never do
 //!
@@ -44,7 +71,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::mp4_boxes::{self as boxes, DurationFields, TfraEntry, TrunSample};
+use super::mp4_boxes::{self as boxes, MoovLayout, TfraEntry, TrunSample};
 use super::{MuxError, MuxSummary, SegmentMuxer};
 use crate::frame::{Codec, Frame, StreamFormat};
 
@@ -62,8 +89,8 @@ pub struct Fmp4Writer {
     file: File,
     path: PathBuf,
     frame_ticks: i64,
-    /// Where the `moov` duration fields are, for [`SegmentMuxer::finish`].
-    duration_fields: DurationFields,
+    /// Where the `moov` fields patched later are.
+    layout: MoovLayout,
 
     /// Bytes of complete boxes on disk; the next fragment is written here.
     written: u64,
@@ -77,8 +104,10 @@ pub struct Fmp4Writer {
     last_duration: Option<i64>,
     /// Stream dts of the segment's first frame: file decode time 0.
     origin_dts: Option<i64>,
-    /// Stream pts that maps to file presentation time 0 (fixed by the first flush).
-    origin_pts: Option<i64>,
+    /// Presentation timeline (fixed by the first flush).
+    presentation: Option<Presentation>,
+    /// An edit list was written (the first fragment had B-frame delay).
+    edit_list: bool,
     /// One random access point per fragment that has a keyframe.
     keyframes: Vec<TfraEntry>,
 
@@ -119,7 +148,7 @@ impl Fmp4Writer {
 
         let mut init = Vec::with_capacity(1024);
         boxes::ftyp(&mut init);
-        let duration_fields = boxes::moov(
+        let layout = boxes::moov(
             &mut init,
             &boxes::TrackInfo {
                 width,
@@ -145,14 +174,15 @@ impl Fmp4Writer {
             file,
             path: path.to_path_buf(),
             frame_ticks: format.frame_ticks().max(1),
-            duration_fields,
+            layout,
             written: init.len() as u64,
             sequence: 1,
             frames: 0,
             decode_end: 0,
             last_duration: None,
             origin_dts: None,
-            origin_pts: None,
+            presentation: None,
+            edit_list: false,
             keyframes: Vec::new(),
             pending: Vec::new(),
             payload: Vec::new(),
@@ -181,7 +211,9 @@ impl Fmp4Writer {
     fn estimated_last_duration(&self) -> i64 {
         let n = self.pending.len();
         if n >= 2 {
-            let d = self.pending[n - 1].dts.saturating_sub(self.pending[n - 2].dts);
+            let d = self.pending[n - 1]
+                .dts
+                .saturating_sub(self.pending[n - 2].dts);
             if d > 0 {
                 return d;
             }
@@ -221,19 +253,15 @@ impl Fmp4Writer {
     fn build_fragment(&mut self, next_dts: Option<i64>) -> Result<FragmentCommit, MuxError> {
         let n = self.pending.len();
         let origin_dts = self.origin_dts.unwrap_or(self.pending[0].dts);
-        let origin_pts = match self.origin_pts {
-            Some(p) => p,
-            None => self.pending.iter().map(|p| p.pts).min().unwrap_or(0),
-        };
         // Decode time of the first sample: where the stream says, unless that would overlap
         // the previous fragment (its last duration was estimated too long).
-        let stream_time = u64::try_from(self.pending[0].dts.saturating_sub(origin_dts)).unwrap_or(0);
+        let stream_time =
+            u64::try_from(self.pending[0].dts.saturating_sub(origin_dts)).unwrap_or(0);
         let base = self.decode_end.max(stream_time);
 
+        // Durations (decode timeline).
         self.trun.clear();
-        let mut t = base;
         let mut last_duration = self.frame_ticks;
-        let mut keyframe = None;
         for i in 0..n {
             let s = self.pending[i];
             let duration = if i + 1 < n {
@@ -246,19 +274,6 @@ impl Fmp4Writer {
                 }
             };
             let duration = u32::try_from(duration.clamp(1, i64::from(u32::MAX))).unwrap_or(1);
-            // Presentation time on the file timeline, from the stream's pts: decode times
-            // may have been adjusted above, presentation never is.
-            let presentation = s.pts.saturating_sub(origin_pts);
-            let t_signed = i64::try_from(t).unwrap_or(i64::MAX);
-            let cto = presentation.saturating_sub(t_signed);
-            let cto = i32::try_from(cto.clamp(i64::from(i32::MIN), i64::from(i32::MAX))).unwrap_or(0);
-            if s.keyframe && keyframe.is_none() {
-                keyframe = Some(TfraEntry {
-                    time: u64::try_from(t_signed.saturating_add(i64::from(cto))).unwrap_or(0),
-                    moof_offset: self.written,
-                    sample_number: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                });
-            }
             self.trun.push(TrunSample {
                 duration,
                 size: s.size,
@@ -267,42 +282,134 @@ impl Fmp4Writer {
                 } else {
                     boxes::SAMPLE_FLAGS_NON_SYNC
                 },
-                cto,
+                cto: 0,
             });
-            t = t.saturating_add(u64::from(duration));
             last_duration = i64::from(duration);
         }
 
+        // Presentation timeline, fixed by the first fragment: stream pts relative to its
+        // earliest pts, delayed so that no sample of the first fragment presents before it
+        // is decoded (B-frames); the edit list maps the delay back to time 0.
+        let presentation = match self.presentation {
+            Some(p) => p,
+            None => {
+                let origin_pts = self.pending.iter().map(|p| p.pts).min().unwrap_or(0);
+                let mut t = i64::try_from(base).unwrap_or(i64::MAX);
+                let mut delay = 0i64;
+                for (s, e) in self.pending.iter().zip(&self.trun) {
+                    delay = delay.max(t.saturating_sub(s.pts.saturating_sub(origin_pts)));
+                    t = t.saturating_add(i64::from(e.duration));
+                }
+                Presentation {
+                    origin_pts,
+                    delay: delay.min(i64::from(i32::MAX)),
+                }
+            }
+        };
+
+        // Composition offsets: decode times may have been adjusted above, presentation times
+        // never are (they come from the stream's pts).
+        let mut t = base;
+        let mut keyframe = None;
+        for (i, (s, e)) in self.pending.iter().zip(self.trun.iter_mut()).enumerate() {
+            let shown = s
+                .pts
+                .saturating_sub(presentation.origin_pts)
+                .saturating_add(presentation.delay);
+            let t_signed = i64::try_from(t).unwrap_or(i64::MAX);
+            let cto = shown.saturating_sub(t_signed);
+            e.cto = i32::try_from(cto.clamp(i64::from(i32::MIN), i64::from(i32::MAX))).unwrap_or(0);
+            if s.keyframe && keyframe.is_none() {
+                keyframe = Some(TfraEntry {
+                    time: u64::try_from(t_signed.saturating_add(i64::from(e.cto))).unwrap_or(0),
+                    moof_offset: self.written,
+                    sample_number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                });
+            }
+            t = t.saturating_add(u64::from(e.duration));
+        }
+
+        let payload = self.payload.len() as u64;
+        let header_len = boxes::moof_size(n) + boxes::mdat_header_size(payload);
+        let pad = padding(self.written, header_len);
+        let moof_offset = self.written + pad;
+        if let Some(k) = keyframe.as_mut() {
+            k.moof_offset = moof_offset;
+        }
         self.header.clear();
+        if pad > 0 {
+            boxes::free(&mut self.header, pad);
+        }
         let sequence = self.sequence;
-        if boxes::fragment_header(
-            &mut self.header,
-            sequence,
-            base,
-            &self.trun,
-            self.payload.len() as u64,
-        )
-        .is_none()
-        {
+        if boxes::fragment_header(&mut self.header, sequence, base, &self.trun, payload).is_none() {
             return Err(self.invalid(format!("fragment of {n} frames is too large")));
+        }
+        // A moof that cannot sit in one page is written as a `free` box and renamed once
+        // the whole fragment is durable (see the module documentation).
+        let two_phase = header_len > PAGE;
+        if two_phase {
+            let at = pad as usize + 4;
+            if let Some(kind) = self.header.get_mut(at..at + 4) {
+                kind.copy_from_slice(b"free");
+            }
         }
         Ok(FragmentCommit {
             origin_dts,
-            origin_pts,
+            presentation,
             decode_end: t,
             last_duration,
             keyframe,
+            moof_offset,
+            two_phase,
         })
     }
+}
+
+/// How stream pts map to the track's media presentation times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Presentation {
+    /// Earliest pts of the first fragment.
+    origin_pts: i64,
+    /// Media time at which `origin_pts` presents (the B-frame reorder delay of the first
+    /// fragment); the edit list starts the movie there.
+    delay: i64,
 }
 
 /// State that becomes true once a fragment is durable.
 struct FragmentCommit {
     origin_dts: i64,
-    origin_pts: i64,
+    presentation: Presentation,
     decode_end: u64,
     last_duration: i64,
     keyframe: Option<TfraEntry>,
+    /// Where the `moof` starts (after any padding).
+    moof_offset: u64,
+    /// The `moof` was written as `free` and must be renamed after the first sync.
+    two_phase: bool,
+}
+
+/// Page size the fragment header is kept within. A write interrupted by a signal stops at
+/// a page boundary and ext4 persists whole blocks, so a `moof` inside one page is either
+/// complete on disk or absent.
+const PAGE: u64 = 4096;
+
+/// Bytes of `free` padding to put at `at` so that a fragment header (`moof` + `mdat`
+/// header) of `header_len` bytes does not cross a page boundary. 0 when it fits, or when it
+/// is larger than a page (then it is written in two phases instead).
+fn padding(at: u64, header_len: u64) -> u64 {
+    if header_len > PAGE {
+        return 0;
+    }
+    let used = at % PAGE;
+    if used + header_len <= PAGE {
+        return 0;
+    }
+    let gap = PAGE - used;
+    if gap >= 8 {
+        gap
+    } else {
+        gap + PAGE
+    }
 }
 
 /// Check that `data` is a sequence of 4-byte big-endian length-prefixed NAL units.
@@ -355,6 +462,16 @@ impl SegmentMuxer for Fmp4Writer {
         }
         let commit = self.build_fragment(next_dts)?;
         let len = self.header.len() as u64 + self.payload.len() as u64;
+        let edit_list = commit.presentation.delay > 0;
+        if self.presentation.is_none() && edit_list {
+            // Replace the placeholder in the moov (in the file's first sector) by the edit
+            // list; made durable together with the first fragment.
+            let mut edts = Vec::with_capacity(boxes::EDTS_SIZE as usize);
+            boxes::edts(&mut edts, commit.presentation.delay, 0);
+            self.file
+                .write_all_at(&edts, self.layout.edts)
+                .map_err(|e| self.io_err(e))?;
+        }
         if let Err(e) = self.write_fragment() {
             // Leave the file ending at the last complete fragment so a retry (same frames,
             // same offset) or finish() produce a well-formed file. Best effort.
@@ -363,6 +480,12 @@ impl SegmentMuxer for Fmp4Writer {
         }
         // Not committed until durable: on failure the same fragment is rewritten in place.
         self.file.sync_data().map_err(|e| self.io_err(e))?;
+        if commit.two_phase {
+            self.file
+                .write_all_at(b"moof", commit.moof_offset + 4)
+                .map_err(|e| self.io_err(e))?;
+            self.file.sync_data().map_err(|e| self.io_err(e))?;
+        }
 
         self.written += len;
         self.sequence = self.sequence.wrapping_add(1);
@@ -370,7 +493,8 @@ impl SegmentMuxer for Fmp4Writer {
         self.decode_end = commit.decode_end;
         self.last_duration = Some(commit.last_duration);
         self.origin_dts = Some(commit.origin_dts);
-        self.origin_pts = Some(commit.origin_pts);
+        self.edit_list |= self.presentation.is_none() && edit_list;
+        self.presentation = Some(commit.presentation);
         if let Some(k) = commit.keyframe {
             self.keyframes.push(k);
         }
@@ -400,7 +524,9 @@ impl SegmentMuxer for Fmp4Writer {
         let mut bytes = self.written;
         if !self.pending.is_empty() {
             let payload = self.payload.len() as u64;
-            bytes += boxes::moof_size(self.pending.len()) + boxes::mdat_header_size(payload) + payload;
+            let header_len =
+                boxes::moof_size(self.pending.len()) + boxes::mdat_header_size(payload);
+            bytes += padding(self.written, header_len) + header_len + payload;
             entries += usize::from(self.pending.iter().any(|p| p.keyframe));
         }
         bytes + boxes::mfra_size(entries)
@@ -415,9 +541,14 @@ impl SegmentMuxer for Fmp4Writer {
             .write_all_at(&self.header, self.written)
             .map_err(|e| self.io_err(e))?;
         let bytes = self.written + self.header.len() as u64;
+        // The mfro must be the last 16 bytes: drop anything a failed attempt left behind.
+        self.file.set_len(bytes).map_err(|e| self.io_err(e))?;
 
         let duration = self.decode_end.to_be_bytes();
-        for pos in self.duration_fields.all() {
+        let elst = self
+            .edit_list
+            .then_some(self.layout.edts + boxes::EDTS_DURATION_AT);
+        for pos in self.layout.durations().into_iter().chain(elst) {
             self.file
                 .write_all_at(&duration, pos)
                 .map_err(|e| self.io_err(e))?;
@@ -444,8 +575,8 @@ mod tests {
 
     // x264, High profile, 320x240.
     const SPS: &[u8] = &[
-        0x67, 0x64, 0x00, 0x0d, 0xac, 0xb2, 0x02, 0x83, 0xf6, 0x02, 0x20, 0x00, 0x00, 0x03,
-        0x00, 0x20, 0x00, 0x00, 0x07, 0x81, 0xe2, 0x85, 0x49,
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xb2, 0x02, 0x83, 0xf6, 0x02, 0x20, 0x00, 0x00, 0x03, 0x00,
+        0x20, 0x00, 0x00, 0x07, 0x81, 0xe2, 0x85, 0x49,
     ];
     const PPS: &[u8] = &[0x68, 0xeb, 0xc3, 0xcb, 0x22, 0xc0];
 
@@ -463,7 +594,11 @@ mod tests {
                 size = u64::from_be_bytes(buf[pos + 8..pos + 16].try_into().unwrap()) as usize;
                 header = 16;
             }
-            assert!(size >= header, "box {} size {size}", String::from_utf8_lossy(&kind));
+            assert!(
+                size >= header,
+                "box {} size {size}",
+                String::from_utf8_lossy(&kind)
+            );
             let end = (pos + size).min(buf.len());
             out.push((kind, &buf[pos + header..end]));
             pos += size;
@@ -587,6 +722,14 @@ mod tests {
         let kinds: Vec<_> = children(moov).into_iter().map(|(k, _)| k).collect();
         assert_eq!(kinds, [*b"mvhd", *b"trak", *b"mvex"]);
         assert_eq!(be32(child(moov, b"mvhd"), 20), 90_000);
+        // The edit list placeholder lies in the first 512-byte sector (rewritten in place).
+        assert!(w.layout.edts + boxes::EDTS_SIZE <= 512);
+        assert_eq!(&file[w.layout.edts as usize + 4..][..4], b"free");
+        let kinds: Vec<_> = children(child(moov, b"trak"))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(kinds, [*b"tkhd", *b"free", *b"mdia"]);
         let tkhd = path(moov, &[b"trak", b"tkhd"]);
         assert_eq!(be32(tkhd, 4 + 16), TRACK_ID_FOR_TEST);
         assert_eq!(be32(tkhd, tkhd.len() - 8), 320 << 16);
@@ -604,7 +747,10 @@ mod tests {
         let avcc = child(&avc1[78..], b"avcC");
         assert_eq!(&avcc[..5], &[1, 0x64, 0x00, 0x0d, 0xff]);
         assert_eq!(avcc[5], 0xe1);
-        assert_eq!(usize::from(u16::from_be_bytes([avcc[6], avcc[7]])), SPS.len());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([avcc[6], avcc[7]])),
+            SPS.len()
+        );
         assert_eq!(&avcc[8..8 + SPS.len()], SPS);
         let rest = &avcc[8 + SPS.len()..];
         assert_eq!(rest[0], 1);
@@ -665,7 +811,12 @@ mod tests {
         let mut w = Fmp4Writer::create(&dir.path().join("c.mp4"), &fmt).unwrap();
         let r = w.push(&frame(&fmt, 0, 0, false, 0));
         assert!(matches!(r, Err(MuxError::Invalid { .. })), "{r:?}");
-        for data in [vec![], vec![0, 0, 0], vec![0, 0, 0, 5, 0x65], vec![0, 0, 0, 0]] {
+        for data in [
+            vec![],
+            vec![0, 0, 0],
+            vec![0, 0, 0, 5, 0x65],
+            vec![0, 0, 0, 0],
+        ] {
             let mut fr = frame(&fmt, 0, 0, true, 0);
             fr.data = data;
             assert!(matches!(w.push(&fr), Err(MuxError::Invalid { .. })));
@@ -738,34 +889,45 @@ mod tests {
         assert_eq!(
             frags[0].samples,
             [
-                s(3000, sync, 0),
-                s(3000, non, 6000),
-                s(3000, non, -3000),
-                s(3000, non, -3000)
+                s(3000, sync, 3000),
+                s(3000, non, 9000),
+                s(3000, non, 0),
+                s(3000, non, 0)
             ]
         );
         assert_eq!(frags[0].data[5], 1);
         assert_eq!(frags[0].data[7 * 3 + 5], 4);
-        // decode times 12000, 12001, 12002, 12003; pts 12000, 15000, 18000, 21000
+        // decode times 12000, 12001, 12002, 24002; pts 12000, 15000, 18000, 21000, all
+        // presented 3000 later (the reorder delay of the first fragment).
         assert_eq!(frags[1].base, 12000);
         assert_eq!(
             frags[1].samples,
             [
-                s(1, non, 0),
-                s(1, non, 2999),
-                s(12000, sync, 5998),
-                s(12000, non, -3002),
+                s(1, non, 3000),
+                s(1, non, 5999),
+                s(12000, sync, 8998),
+                s(12000, non, -2),
             ]
         );
         assert_eq!(frags[2].base, 60000);
-        assert_eq!(frags[2].samples, [s(12000, sync, 0)]);
+        assert_eq!(frags[2].samples, [s(12000, sync, 3000)]);
         assert_eq!(summary.duration_ticks, 72000);
 
         let moov = child(&file, b"moov");
         assert_eq!(be64(child(moov, b"mvhd"), 20 + 4), 72000);
         assert_eq!(be64(path(moov, &[b"trak", b"tkhd"]), 4 + 16 + 8), 72000);
-        assert_eq!(be64(path(moov, &[b"trak", b"mdia", b"mdhd"]), 20 + 4), 72000);
+        assert_eq!(
+            be64(path(moov, &[b"trak", b"mdia", b"mdhd"]), 20 + 4),
+            72000
+        );
         assert_eq!(be64(path(moov, &[b"mvex", b"mehd"]), 4), 72000);
+        // The edit list starts the movie at the first displayed frame.
+        let elst = path(moov, &[b"trak", b"edts", b"elst"]);
+        assert_eq!(elst[0], 1);
+        assert_eq!(be32(elst, 4), 1);
+        assert_eq!(be64(elst, 8), 72000);
+        assert_eq!(be64(elst, 16), 3000);
+        assert_eq!(&elst[24..], &[0, 1, 0, 0]);
 
         let mfra = child(&file, b"mfra");
         let tfra = child(mfra, b"tfra");
@@ -775,11 +937,43 @@ mod tests {
             let e = &tfra[16 + 22 * i..];
             (be64(e, 0), be64(e, 8) as usize, e[16], e[17], be32(e, 18))
         };
-        assert_eq!(entry(0), (0, frags[0].moof_offset, 1, 1, 1));
-        assert_eq!(entry(1), (18000, frags[1].moof_offset, 1, 1, 3));
-        assert_eq!(entry(2), (60000, frags[2].moof_offset, 1, 1, 1));
+        assert_eq!(entry(0), (3000, frags[0].moof_offset, 1, 1, 1));
+        assert_eq!(entry(1), (21000, frags[1].moof_offset, 1, 1, 3));
+        assert_eq!(entry(2), (63000, frags[2].moof_offset, 1, 1, 1));
         let mfro = child(mfra, b"mfro");
         assert_eq!(be32(mfro, 4) as usize, mfra.len() + 8);
+    }
+
+    #[test]
+    fn no_edit_list_without_reordering() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.mp4");
+        let fmt = format();
+        let mut w = Fmp4Writer::create(&p, &fmt).unwrap();
+        for i in 0..5 {
+            w.push(&frame(&fmt, 500 + i * 3003, 500 + i * 3003, i == 0, 0))
+                .unwrap();
+        }
+        w.flush(Some(500 + 5 * 3003)).unwrap();
+        // Later reordering deeper than the first fragment's: negative offsets, no panic.
+        w.push(&frame(&fmt, 500 + 5 * 3003, 500 + 7 * 3003, false, 0))
+            .unwrap();
+        w.push(&frame(&fmt, 500 + 6 * 3003, 500 + 5 * 3003, false, 0))
+            .unwrap();
+        w.push(&frame(&fmt, 500 + 7 * 3003, 500 + 6 * 3003, false, 0))
+            .unwrap();
+        let summary = Box::new(w).finish(None).unwrap();
+        assert_eq!(summary.duration_ticks, 8 * 3003);
+        let file = std::fs::read(&p).unwrap();
+        let trak = path(&file, &[b"moov", b"trak"]);
+        assert!(children(trak).iter().all(|(k, _)| k != b"edts"));
+        let frags = fragments(&file);
+        assert!(frags[0]
+            .samples
+            .iter()
+            .all(|s| s.cto == 0 && s.duration == 3003));
+        let ctos: Vec<i32> = frags[1].samples.iter().map(|s| s.cto).collect();
+        assert_eq!(ctos, [6006, -3003, -3003]);
     }
 
     #[test]
@@ -914,7 +1108,10 @@ mod tests {
                 avcc.extend_from_slice(nal);
                 let t = nal[0] & 0x1f;
                 if t == 7 {
-                    sps = Some(SeqParameterSet::from_bits(RefNal::new(nal, &[], true).rbsp_bits()).unwrap());
+                    sps = Some(
+                        SeqParameterSet::from_bits(RefNal::new(nal, &[], true).rbsp_bits())
+                            .unwrap(),
+                    );
                     sps_bytes = nal.to_vec();
                 }
                 if t == 8 {
@@ -974,7 +1171,11 @@ mod tests {
             ));
         }
         finish_gop(&mut out, gop_start);
-        (out.into_iter().map(|(au, _)| au).collect(), sps_bytes, pps_bytes)
+        (
+            out.into_iter().map(|(au, _)| au).collect(),
+            sps_bytes,
+            pps_bytes,
+        )
     }
 
     fn hashes(args: &[&str]) -> Vec<String> {
@@ -987,6 +1188,17 @@ mod tests {
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
             .collect()
+    }
+
+    /// Compare frame hash lists without printing hundreds of hashes.
+    fn assert_same_frames(got: &[String], want: &[String], what: &str) {
+        let first_diff = got.iter().zip(want).position(|(a, b)| a != b);
+        assert!(
+            got.len() == want.len() && first_diff.is_none(),
+            "{what}: {} frames, expected {}, first difference at {first_diff:?}",
+            got.len(),
+            want.len()
+        );
     }
 
     fn assert_clean(file: &str) {
@@ -1007,16 +1219,20 @@ mod tests {
     }
 
     /// How the test cuts fragments.
+    /// How the test cuts fragments.
     #[derive(Clone, Copy, Debug)]
     enum Cut {
-        /// Before each keyframe (every 30 frames), telling the next dts.
+        /// Before each keyframe (every GOP), telling the next dts.
         Keyframes,
         /// Every 40 frames, in the middle of GOPs, without the next dts.
         Every40,
+        /// One fragment for the whole stream: its moof exceeds a page (two-phase write).
+        Single,
     }
 
     struct Muxed {
-        fragment_ends: Vec<(u64, usize)>, // (file length, frames so far) after each flush
+        /// (file length, frames so far) after create and after each flush.
+        fragment_ends: Vec<(u64, usize)>,
         summary: MuxSummary,
     }
 
@@ -1032,17 +1248,22 @@ mod tests {
             )
         };
         let mut w = Fmp4Writer::create(out, fmt).unwrap();
-        let mut fragment_ends = Vec::new();
+        let mut fragment_ends = vec![(w.written, 0)];
         for (i, au) in aus.iter().enumerate() {
             let cut_here = match cut {
                 Cut::Keyframes => au.keyframe && i > 0,
                 Cut::Every40 => i > 0 && i % 40 == 0,
+                Cut::Single => false,
             };
             if cut_here {
-                match cut {
-                    Cut::Keyframes => w.flush(Some(ts(i).0)).unwrap(),
-                    Cut::Every40 => w.flush(None).unwrap(),
-                }
+                let next = match cut {
+                    Cut::Keyframes => Some(ts(i).0),
+                    _ => None,
+                };
+                let projected = w.projected_bytes();
+                w.flush(next).unwrap();
+                // projected_bytes includes the mfra that finish() will add.
+                assert!(projected > w.written);
                 fragment_ends.push((w.written, i));
             }
             let (dts, pts) = ts(i);
@@ -1060,10 +1281,93 @@ mod tests {
         }
         w.flush(None).unwrap();
         fragment_ends.push((w.written, aus.len()));
+        let projected = w.projected_bytes();
         let summary = Box::new(w).finish(None).unwrap();
+        assert_eq!(projected, summary.bytes);
         Muxed {
             fragment_ends,
             summary,
+        }
+    }
+
+    const E2E_FRAMES: usize = 300;
+    const E2E_GOP: usize = 60;
+
+    /// Encode the test stream to `input` (Annex B) and return its frame hashes.
+    fn encode(input: &str, extra: &[&str]) -> Vec<String> {
+        let frames = E2E_FRAMES.to_string();
+        let gop = E2E_GOP.to_string();
+        let mut args = vec![
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-frames:v",
+            &frames,
+            "-c:v",
+            "libx264",
+            "-g",
+            &gop,
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-f", "h264", input]);
+        run("ffmpeg", &args);
+        let reference = hashes(&["-i", input]);
+        assert_eq!(reference.len(), E2E_FRAMES);
+        reference
+    }
+
+    /// The crate's own H.264 source feeding the writer, cut at keyframes like the segment
+    /// writer does.
+    #[test]
+    fn ffmpeg_with_h264_stream_source() {
+        use crate::source::h264_stream::H264Stream;
+        use crate::source::Source;
+
+        if !have_ffmpeg() {
+            eprintln!("ffmpeg/ffprobe not on PATH: skipping the end-to-end check");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+        let streams: [(&str, &[&str]); 2] = [
+            ("bf0", &["-bf", "0"]),
+            ("bf2", &["-bf", "2", "-profile:v", "main"]),
+        ];
+        for (name, extra) in streams {
+            let input = d(&format!("{name}.h264"));
+            let reference = encode(&input, extra);
+            let reader = Box::new(std::fs::File::open(&input).unwrap());
+            let mut source = H264Stream::new(reader, input.clone(), (30, 1), false, false);
+            let out = d(&format!("{name}.mp4"));
+            let mut writer: Option<Fmp4Writer> = None;
+            let mut fragment_ends = Vec::new();
+            while let Some(frame) = source.next_frame().unwrap() {
+                let w = match writer.as_mut() {
+                    Some(w) => w,
+                    None => {
+                        let w = Fmp4Writer::create(Path::new(&out), &frame.format).unwrap();
+                        fragment_ends.push((w.written, 0));
+                        writer.insert(w)
+                    }
+                };
+                if frame.keyframe && w.unflushed_ticks() > 0 {
+                    w.flush(Some(frame.dts)).unwrap();
+                    fragment_ends.push((w.written, w.frames as usize));
+                }
+                w.push(&frame).unwrap();
+            }
+            let mut w = writer.unwrap();
+            w.flush(None).unwrap();
+            fragment_ends.push((w.written, w.frames as usize));
+            let summary = Box::new(w).finish(None).unwrap();
+            let muxed = Muxed {
+                fragment_ends,
+                summary,
+            };
+            check_complete(&out, &muxed, &reference, &format!("h264_stream {name}"));
         }
     }
 
@@ -1081,29 +1385,14 @@ mod tests {
         ];
         for (name, extra) in streams {
             let input = d(&format!("{name}.h264"));
-            let mut args = vec![
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=30",
-                "-frames:v",
-                "90",
-                "-c:v",
-                "libx264",
-                "-g",
-                "30",
-            ];
-            args.extend_from_slice(extra);
-            args.extend_from_slice(&["-f", "h264", &input]);
-            run("ffmpeg", &args);
-            let reference = hashes(&["-i", &input]);
-            assert_eq!(reference.len(), 90);
+            let reference = encode(&input, extra);
 
             let (aus, sps, pps) = access_units(&std::fs::read(&input).unwrap());
-            assert_eq!(aus.len(), 90);
-            assert_eq!(aus.iter().filter(|a| a.keyframe).count(), 3);
+            assert_eq!(aus.len(), E2E_FRAMES);
+            assert_eq!(
+                aus.iter().filter(|a| a.keyframe).count(),
+                E2E_FRAMES / E2E_GOP
+            );
             if name == "bf2" {
                 assert!(aus.iter().enumerate().any(|(i, a)| a.display != i as i64));
             }
@@ -1117,84 +1406,163 @@ mod tests {
             });
 
             for clock in [Clock::DecodeIndex, Clock::Delayed] {
-                for cut in [Cut::Keyframes, Cut::Every40] {
+                for cut in [Cut::Keyframes, Cut::Every40, Cut::Single] {
                     let what = format!("{name} {clock:?} {cut:?}");
                     let out = d(&format!("{name}-{clock:?}-{cut:?}.mp4"));
                     let muxed = mux(&aus, &fmt, clock, cut, Path::new(&out));
-                    assert_eq!(muxed.summary.frames, 90, "{what}");
-                    assert_eq!(muxed.summary.duration_ticks, 90 * 3000, "{what}");
-                    assert_eq!(
-                        muxed.summary.bytes,
-                        std::fs::metadata(&out).unwrap().len(),
-                        "{what}"
-                    );
-                    assert_clean(&out);
-
-                    let got = hashes(&["-i", &out, "-fps_mode", "passthrough"]);
-                    assert_eq!(got, reference, "{what}");
-
-                    // Presentation times: frame k of the output shows at k/30 s, from 0.
-                    let (pts, _) = run(
-                        "ffprobe",
-                        &[
-                            "-v",
-                            "error",
-                            "-show_entries",
-                            "frame=pts",
-                            "-of",
-                            "csv=p=0",
-                            &out,
-                        ],
-                    );
-                    let pts: Vec<i64> = pts.lines().map(|l| l.trim().parse().unwrap()).collect();
-                    let expected: Vec<i64> = (0..90).map(|k| k * 3000).collect();
-                    assert_eq!(pts, expected, "{what}");
-
-                    let (duration, _) = run(
-                        "ffprobe",
-                        &[
-                            "-v",
-                            "error",
-                            "-show_entries",
-                            "format=duration",
-                            "-of",
-                            "csv=p=0",
-                            &out,
-                        ],
-                    );
-                    let duration: f64 = duration.trim().parse().unwrap();
-                    assert!((duration - 3.0).abs() < 0.001, "{what}: duration {duration}");
-
-                    // Crash before finish: cut in the middle of the last fragment, and in
-                    // the middle of its moof. All complete fragments still decode.
-                    let bytes = std::fs::read(&out).unwrap();
-                    let n = muxed.fragment_ends.len();
-                    let (complete_end, complete_frames) = muxed.fragment_ends[n - 2];
-                    let last_end = muxed.fragment_ends[n - 1].0;
-                    for cut_at in [
-                        complete_end,
-                        complete_end + 40,
-                        (complete_end + last_end) / 2,
-                    ] {
-                        let torn = d(&format!("torn-{name}-{clock:?}-{cut:?}-{cut_at}.mp4"));
-                        std::fs::write(&torn, &bytes[..cut_at as usize]).unwrap();
-                        if cut_at == complete_end {
-                            assert_clean(&torn);
-                        }
-                        let got = hashes(&["-i", &torn, "-fps_mode", "passthrough"]);
-                        assert!(
-                            got.len() >= complete_frames,
-                            "{what} cut at {cut_at}: {} frames",
-                            got.len()
-                        );
-                        assert_eq!(
-                            got[..complete_frames],
-                            reference[..complete_frames],
-                            "{what} cut at {cut_at}"
-                        );
-                    }
+                    check_complete(&out, &muxed, &reference, &what);
+                    let display: Vec<i64> = aus.iter().map(|a| a.display).collect();
+                    check_torn(&out, &muxed, &reference, &display, &what, &d);
                 }
             }
+        }
+    }
+
+    fn check_complete(out: &str, muxed: &Muxed, reference: &[String], what: &str) {
+        let n = E2E_FRAMES as i64;
+        assert_eq!(muxed.summary.frames, n as u64, "{what}");
+        assert_eq!(muxed.summary.duration_ticks, n * 3000, "{what}");
+        assert_eq!(
+            muxed.summary.bytes,
+            std::fs::metadata(out).unwrap().len(),
+            "{what}"
+        );
+        assert_clean(out);
+
+        let got = hashes(&["-i", out, "-fps_mode", "passthrough"]);
+        assert_same_frames(&got, reference, what);
+
+        // Presentation times: frame k of the output shows at k/30 s, from 0.
+        let (pts, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "frame=pts",
+                "-of",
+                "csv=p=0",
+                out,
+            ],
+        );
+        let pts: Vec<i64> = pts
+            .lines()
+            .filter_map(|l| l.split(',').next())
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| v.trim().parse().unwrap())
+            .collect();
+        let expected: Vec<i64> = (0..n).map(|k| k * 3000).collect();
+        assert_eq!(pts, expected, "{what}");
+
+        let (duration, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+                out,
+            ],
+        );
+        let duration: f64 = duration.trim().parse().unwrap();
+        let expected = n as f64 / 30.0;
+        assert!(
+            (duration - expected).abs() < 0.001,
+            "{what}: duration {duration}"
+        );
+
+        // The page rule: no fragment header crosses a 4 KiB boundary unless it is larger
+        // than a page.
+        let file = std::fs::read(out).unwrap();
+        for f in fragments(&file) {
+            let header = boxes::moof_size(f.samples.len()) + 8;
+            let start = f.moof_offset as u64;
+            if header <= PAGE {
+                assert_eq!(start / PAGE, (start + header - 1) / PAGE, "{what}");
+            }
+        }
+    }
+
+    /// A crash before finish: the file ends inside the last fragment (at a page boundary,
+    /// as a killed write or ext4 leaves it, or anywhere in the mdat), or the last fragment
+    /// is complete but still hidden (two-phase write, before the rename). All complete
+    /// fragments still decode. `display[i]` is the display index of the i-th frame in
+    /// decode order.
+    fn check_torn(
+        out: &str,
+        muxed: &Muxed,
+        reference: &[String],
+        display: &[i64],
+        what: &str,
+        d: &dyn Fn(&str) -> String,
+    ) {
+        let mut bytes = std::fs::read(out).unwrap();
+        let last = fragments(&bytes).pop().unwrap();
+        let moof = last.moof_offset;
+        if boxes::moof_size(last.samples.len()) + 8 > PAGE {
+            // Two-phase fragment: until it is complete on disk its moof is a `free` box.
+            bytes[moof + 4..moof + 8].copy_from_slice(b"free");
+        }
+        let n = muxed.fragment_ends.len();
+        let (complete_end, complete_frames) = muxed.fragment_ends[n - 2];
+        let last_end = muxed.fragment_ends[n - 1].0;
+        // Frames of the complete fragments, in display order; with B-frames and a cut in
+        // the middle of a GOP these are not a prefix of the stream.
+        let mut complete: Vec<usize> = display[..complete_frames]
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        complete.sort_unstable();
+        let complete: Vec<String> = complete.iter().map(|&d| reference[d].clone()).collect();
+        // The longest display-order prefix they hold.
+        let prefix = display[complete_frames..]
+            .iter()
+            .min()
+            .map_or(complete_frames, |&d| d as usize);
+        let mut cuts: Vec<u64> = vec![complete_end];
+        let first_page = complete_end / PAGE + 1;
+        cuts.extend(
+            (first_page..)
+                .map(|p| p * PAGE)
+                .take_while(|&c| c < last_end)
+                .take(4),
+        );
+        cuts.push((complete_end + last_end) / 2);
+        for cut_at in cuts {
+            let torn = d(&format!("torn-{cut_at}.mp4"));
+            std::fs::write(&torn, &bytes[..cut_at as usize]).unwrap();
+            if complete_frames == 0 {
+                // Nothing complete to decode; the file must still open.
+                run("ffprobe", &["-v", "error", &torn]);
+                continue;
+            }
+            if cut_at == complete_end {
+                assert_clean(&torn);
+            }
+            let got = hashes(&["-i", &torn, "-fps_mode", "passthrough"]);
+            assert!(
+                got.len() >= prefix,
+                "{what} cut at {cut_at}: {} frames",
+                got.len()
+            );
+            assert_same_frames(
+                &got[..prefix],
+                &reference[..prefix],
+                &format!("{what} cut at {cut_at} ({complete_frames} complete)"),
+            );
+        }
+
+        // The last fragment written but its moof still named `free`.
+        if complete_frames > 0 {
+            let mut hidden = bytes[..last_end as usize].to_vec();
+            hidden[moof + 4..moof + 8].copy_from_slice(b"free");
+            let path = d("hidden.mp4");
+            std::fs::write(&path, &hidden).unwrap();
+            assert_clean(&path);
+            let got = hashes(&["-i", &path, "-fps_mode", "passthrough"]);
+            assert_same_frames(&got, &complete, &format!("{what} hidden"));
         }
     }
 }

@@ -116,26 +116,50 @@ pub struct TrackInfo {
     pub avcc: Vec<u8>,
 }
 
-/// Positions (from the start of the buffer the `moov` was appended to) of the 64-bit
-/// duration fields patched when the segment is finished. All in [`TIMESCALE`] ticks.
+/// Positions (from the start of the buffer the `moov` was appended to) of what is patched
+/// later: the 64-bit duration fields (all in [`TIMESCALE`] ticks) and the placeholder for
+/// the edit list.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DurationFields {
+pub struct MoovLayout {
     pub mvhd: u64,
     pub tkhd: u64,
     pub mdhd: u64,
     pub mehd: u64,
+    /// A `free` box of [`EDTS_SIZE`] bytes inside the `trak`, to be overwritten by
+    /// [`edts`] when the track needs an edit list.
+    pub edts: u64,
 }
 
-impl DurationFields {
-    pub fn all(&self) -> [u64; 4] {
+impl MoovLayout {
+    pub fn durations(&self) -> [u64; 4] {
         [self.mvhd, self.tkhd, self.mdhd, self.mehd]
     }
 }
 
+/// Size of the `edts` box written by [`edts`] (and of its placeholder).
+pub const EDTS_SIZE: u64 = 8 + 8 + 4 + 4 + 20;
+/// Offset of the elst `segment_duration` field inside the `edts` box.
+pub const EDTS_DURATION_AT: u64 = 8 + 8 + 4 + 4;
+
+/// `edts` with a one-entry `elst` (version 1): the movie starts at media time
+/// `media_time` and lasts `segment_duration` ([`TIMESCALE`] ticks; 0 while unknown, as in
+/// fragmented files). Exactly [`EDTS_SIZE`] bytes.
+pub fn edts(buf: &mut Vec<u8>, media_time: i64, segment_duration: u64) {
+    let edts = begin(buf, b"edts");
+    let elst = begin_full(buf, b"elst", 1, 0);
+    put_u32(buf, 1);
+    put_u64(buf, segment_duration);
+    buf.extend_from_slice(&media_time.to_be_bytes());
+    put_u16(buf, 1); // media_rate_integer
+    put_u16(buf, 0); // media_rate_fraction
+    end(buf, elst);
+    end(buf, edts);
+}
+
 /// `moov` for one H.264 track with empty sample tables and an `mvex`, all durations 0
-/// (patched later at the returned positions).
-pub fn moov(buf: &mut Vec<u8>, track: &TrackInfo) -> DurationFields {
-    let mut fields = DurationFields::default();
+/// (patched later at the returned positions), and room for an edit list.
+pub fn moov(buf: &mut Vec<u8>, track: &TrackInfo) -> MoovLayout {
+    let mut fields = MoovLayout::default();
     let t = track.creation_time;
     let width = u16::try_from(track.width).unwrap_or(u16::MAX);
     let height = u16::try_from(track.height).unwrap_or(u16::MAX);
@@ -173,6 +197,8 @@ pub fn moov(buf: &mut Vec<u8>, track: &TrackInfo) -> DurationFields {
     put_u32(buf, u32::from(width) << 16);
     put_u32(buf, u32::from(height) << 16);
     end(buf, tkhd);
+    fields.edts = buf.len() as u64;
+    free(buf, EDTS_SIZE);
 
     let mdia = begin(buf, b"mdia");
     let mdhd = begin_full(buf, b"mdhd", 1, 0);
@@ -298,7 +324,8 @@ pub fn avcc(sps: &[u8], pps: &[Vec<u8>]) -> Result<Vec<u8>, String> {
         .ok()
         .filter(|&n| n <= 31)
         .ok_or("more than 31 picture parameter sets")?;
-    let mut buf = Vec::with_capacity(32 + sps.len() + pps.iter().map(|p| p.len() + 2).sum::<usize>());
+    let mut buf =
+        Vec::with_capacity(32 + sps.len() + pps.iter().map(|p| p.len() + 2).sum::<usize>());
     let start = begin(&mut buf, b"avcC");
     put_u8(&mut buf, 1); // configurationVersion
     put_u8(&mut buf, sps[1]); // AVCProfileIndication
@@ -330,6 +357,22 @@ pub fn avcc(sps: &[u8], pps: &[Vec<u8>]) -> Result<Vec<u8>, String> {
     }
     end(&mut buf, start);
     Ok(buf)
+}
+
+/// A `free` box of exactly `size` bytes (at least 8; smaller sizes write 8).
+pub fn free(buf: &mut Vec<u8>, size: u64) {
+    let size = size.max(8);
+    if let Ok(small) = u32::try_from(size) {
+        put_u32(buf, small);
+        buf.extend_from_slice(b"free");
+        put_zeros(buf, (size - 8) as usize);
+    } else {
+        // Never used for padding (at most two pages), kept total for completeness.
+        put_u32(buf, 1);
+        buf.extend_from_slice(b"free");
+        put_u64(buf, size.max(16));
+        put_zeros(buf, (size.max(16) - 16) as usize);
+    }
 }
 
 /// One `trun` entry.
@@ -483,7 +526,10 @@ mod tests {
         assert_eq!(b.len(), 1);
         assert_eq!(&b[0].0, b"moof");
         assert_eq!(&buf[buf.len() - 4..], b"mdat");
-        assert_eq!(u32::from_be_bytes(buf[buf.len() - 8..buf.len() - 4].try_into().unwrap()), 38);
+        assert_eq!(
+            u32::from_be_bytes(buf[buf.len() - 8..buf.len() - 4].try_into().unwrap()),
+            38
+        );
 
         let mut m = Vec::new();
         let e = TfraEntry {
@@ -498,6 +544,27 @@ mod tests {
     }
 
     #[test]
+    fn edts_size() {
+        let mut buf = Vec::new();
+        edts(&mut buf, 6000, 12345);
+        assert_eq!(buf.len() as u64, EDTS_SIZE);
+        let b = boxes(&buf);
+        assert_eq!((&b[0].0, b[0].2), (b"edts", EDTS_SIZE as usize));
+        let at = EDTS_DURATION_AT as usize;
+        assert_eq!(
+            u64::from_be_bytes(buf[at..at + 8].try_into().unwrap()),
+            12345
+        );
+        assert_eq!(
+            i64::from_be_bytes(buf[at + 8..at + 16].try_into().unwrap()),
+            6000
+        );
+        let mut placeholder = Vec::new();
+        free(&mut placeholder, EDTS_SIZE);
+        assert_eq!(placeholder.len() as u64, EDTS_SIZE);
+    }
+
+    #[test]
     fn large_mdat_header() {
         assert_eq!(mdat_header_size(100), 8);
         assert_eq!(mdat_header_size(u64::from(u32::MAX)), 16);
@@ -506,7 +573,10 @@ mod tests {
         let hdr = &buf[buf.len() - 16..];
         assert_eq!(u32::from_be_bytes(hdr[..4].try_into().unwrap()), 1);
         assert_eq!(&hdr[4..8], b"mdat");
-        assert_eq!(u64::from_be_bytes(hdr[8..].try_into().unwrap()), u64::from(u32::MAX) + 16);
+        assert_eq!(
+            u64::from_be_bytes(hdr[8..].try_into().unwrap()),
+            u64::from(u32::MAX) + 16
+        );
     }
 
     #[test]

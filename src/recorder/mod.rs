@@ -6,5 +6,6 @@
 pub mod capture;
 pub mod pipeline;
 pub mod segment_writer;
+pub mod status;
 
 pub use pipeline::{run, RunOutcome};

@@ -16,7 +16,10 @@ use signal_hook::iterator::Signals;
 
 use crate::config::Config;
 use crate::recorder::capture::{run_capture, CaptureReport};
-use crate::recorder::segment_writer::{run_writer, Control, SegmentWriter, WriterReport, WriterSettings};
+use crate::recorder::segment_writer::{
+    run_writer, Control, SegmentWriter, WriterReport, WriterSettings,
+};
+use crate::recorder::status::RecorderStatus;
 use crate::source::open::{open, SourceOptions};
 use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
@@ -60,6 +63,8 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         sync_interval: std::time::Duration::from_secs_f64(config.sync_interval),
         idle_timeout: std::time::Duration::from_secs_f64(config.idle_timeout),
     })?;
+    let status = Arc::new(RecorderStatus::default());
+    let writer = writer.with_status(status.clone());
     info!(
         "recording {} into {} ({} s segments)",
         source.describe(),

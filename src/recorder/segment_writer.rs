@@ -17,6 +17,7 @@ use log::{error, info, warn};
 
 use crate::frame::{Codec, Frame, StreamFormat, TIMESCALE};
 use crate::mux::{self, avi::AVI_MAX_BYTES, SegmentMuxer};
+use crate::recorder::status::{RecorderState, RecorderStatus};
 use crate::storage::metadata::{self, CloseReason, SegmentMeta};
 use crate::storage::{durable, naming};
 
@@ -87,6 +88,9 @@ pub struct SegmentWriter {
     last_frame_at: Option<Instant>,
     waiting_for_keyframe: bool,
     report: WriterReport,
+    status: Arc<RecorderStatus>,
+    /// Frames pushed into the open segment since its last successful flush.
+    unsynced_frames: u64,
 }
 
 impl SegmentWriter {
@@ -109,7 +113,38 @@ impl SegmentWriter {
             last_frame_at: None,
             waiting_for_keyframe: false,
             report: WriterReport::default(),
+            status: Arc::new(RecorderStatus::default()),
+            unsynced_frames: 0,
         })
+    }
+
+    /// Publish progress into `status` (shared with systemd notify, LED, web page).
+    pub fn with_status(mut self, status: Arc<RecorderStatus>) -> SegmentWriter {
+        self.status = status;
+        self
+    }
+
+    pub fn status(&self) -> &Arc<RecorderStatus> {
+        &self.status
+    }
+
+    /// The open segment's buffered frames reached the disk.
+    fn synced(&mut self) {
+        let n = std::mem::take(&mut self.unsynced_frames);
+        let dropped = self.report.frames_dropped;
+        self.status.update(|s| {
+            s.frames_synced += n;
+            s.frames_dropped = dropped;
+            s.last_sync = Some(Instant::now());
+            s.state = RecorderState::Recording;
+        });
+    }
+
+    fn error_status(&self, message: String) {
+        self.status.update(|s| {
+            s.state = RecorderState::Error;
+            s.last_error = Some(message);
+        });
     }
 
     pub fn report(&self) -> &WriterReport {
@@ -118,7 +153,9 @@ impl SegmentWriter {
 
     /// Record one frame.
     pub fn write(&mut self, frame: Frame) {
-        self.last_frame_at = Some(Instant::now());
+        let now = Instant::now();
+        self.last_frame_at = Some(now);
+        self.status.update(|s| s.last_frame = Some(now));
         self.report.frames_dropped += u64::from(frame.dropped_before);
         match self.open.as_mut() {
             Some(seg) => seg.dropped += u64::from(frame.dropped_before),
@@ -141,6 +178,7 @@ impl SegmentWriter {
             self.waiting_for_keyframe = false;
             if let Err(e) = self.open_segment(&frame) {
                 error!("{e}; frame dropped");
+                self.error_status(e);
                 self.report.write_errors += 1;
                 self.pending_dropped += 1;
                 self.report.frames_dropped += 1;
@@ -156,12 +194,14 @@ impl SegmentWriter {
             let frame_ticks = seg.format.frame_ticks();
             let budget_ticks = (self.fragment_budget.as_secs_f64() * f64::from(TIMESCALE)) as i64;
             let media_full = seg.muxer.unflushed_ticks() + frame_ticks > budget_ticks;
-            let wall_full = frame.captured.saturating_duration_since(oldest) >= self.fragment_budget;
+            let wall_full =
+                frame.captured.saturating_duration_since(oldest) >= self.fragment_budget;
             if media_full || wall_full {
                 if let Err(e) = seg.muxer.flush(Some(frame.dts)) {
                     self.fail_segment(e);
                     return;
                 }
+                self.synced();
             }
         }
         let Some(seg) = self.open.as_mut() else {
@@ -173,6 +213,7 @@ impl SegmentWriter {
         }
         seg.frames += 1;
         self.report.frames += 1;
+        self.unsynced_frames += 1;
     }
 
     /// When the writer must act next without a new frame: flush deadline or idle timeout.
@@ -203,6 +244,7 @@ impl SegmentWriter {
                 self.settings.idle_timeout
             );
             self.close(CloseReason::Idle, None);
+            self.status.update(|s| s.state = RecorderState::Idle);
             return;
         }
         if seg
@@ -210,8 +252,9 @@ impl SegmentWriter {
             .oldest_unflushed()
             .is_some_and(|t| now >= t + self.fragment_budget)
         {
-            if let Err(e) = seg.muxer.flush(None) {
-                self.fail_segment(e);
+            match seg.muxer.flush(None) {
+                Ok(()) => self.synced(),
+                Err(e) => self.fail_segment(e),
             }
         }
     }
@@ -227,9 +270,17 @@ impl SegmentWriter {
             Err(e) => {
                 error!("closing {name}: {e}");
                 self.report.write_errors += 1;
+                self.unsynced_frames = 0;
+                self.status.update(|s| s.current_segment = None);
+                self.error_status(format!("closing {name}: {e}"));
                 return;
             }
         };
+        self.synced();
+        self.status.update(|s| {
+            s.segments_closed += 1;
+            s.current_segment = None;
+        });
         let duration_s = summary.duration_ticks as f64 / f64::from(TIMESCALE);
         let start_local: DateTime<Local> = seg.start_wall.into();
         let meta = SegmentMeta {
@@ -336,12 +387,15 @@ impl SegmentWriter {
             dropped: std::mem::take(&mut self.pending_dropped),
             size_limit,
         });
+        let name = self.open.as_ref().map(|seg| file_name(&seg.path));
+        self.status.update(|s| s.current_segment = name);
         Ok(())
     }
 
     /// A write failed: close what can be closed, count, and start afresh at the next keyframe.
     fn fail_segment(&mut self, e: mux::MuxError) {
         error!("{e}");
+        self.error_status(e.to_string());
         self.report.write_errors += 1;
         self.close(CloseReason::Error, None);
     }
@@ -386,5 +440,6 @@ pub fn run_writer(
             default(timeout) => writer.tick(Instant::now()),
         }
     }
+    writer.status.update(|s| s.state = RecorderState::Stopped);
     writer.report.clone()
 }

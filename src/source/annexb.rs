@@ -29,7 +29,9 @@ pub struct NalUnit<'a> {
 pub enum AnnexBError {
     #[error("read error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("no H.264 start code (00 00 01) in the first {scanned} bytes: not an Annex-B H.264 stream")]
+    #[error(
+        "not an Annex-B H.264 stream: no start code (00 00 01) from byte offset 0 to {scanned}"
+    )]
     NoStartCode { scanned: u64 },
     #[error("NAL unit at byte offset {offset} is larger than {limit} bytes")]
     NalTooLarge { offset: u64, limit: usize },

@@ -211,12 +211,13 @@ impl AccessUnitAssembler {
     }
 
     fn on_sps(&mut self, nal: &[u8], offset: u64) -> Result<(), StreamError> {
-        let sps = SeqParameterSet::from_bits(RefNal::new(nal, &[], true).rbsp_bits()).map_err(
-            |e| StreamError {
-                offset,
-                what: format!("unreadable sequence parameter set ({e:?})"),
-            },
-        )?;
+        let sps =
+            SeqParameterSet::from_bits(RefNal::new(nal, &[], true).rbsp_bits()).map_err(|e| {
+                StreamError {
+                    offset,
+                    what: format!("unreadable sequence parameter set ({e:?})"),
+                }
+            })?;
         if self.sps_bytes != nal {
             self.sps_bytes = nal.to_vec();
             self.format_dirty = true;
@@ -279,7 +280,11 @@ impl AccessUnitAssembler {
         }
         self.cur_keyframe = is_idr;
         self.cur_display = match poc_info {
-            PocInfo::Lsb { lsb, max_lsb, bottom_delta } => {
+            PocInfo::Lsb {
+                lsb,
+                max_lsb,
+                bottom_delta,
+            } => {
                 if is_idr {
                     self.poc = PocState::default();
                 }
@@ -307,14 +312,10 @@ impl AccessUnitAssembler {
     }
 
     fn rebuild_format(&mut self, offset: u64) -> Result<(), StreamError> {
-        let sps = self
-            .ctx
-            .sps()
-            .next()
-            .ok_or_else(|| StreamError {
-                offset,
-                what: "IDR picture before any sequence parameter set".into(),
-            })?;
+        let sps = self.ctx.sps().next().ok_or_else(|| StreamError {
+            offset,
+            what: "IDR picture before any sequence parameter set".into(),
+        })?;
         let (width, height) = sps.pixel_dimensions().map_err(|e| StreamError {
             offset,
             what: format!("sequence parameter set gives no picture size ({e:?})"),
@@ -389,10 +390,9 @@ fn reduce((num, den): (u32, u32)) -> (u32, u32) {
     while b != 0 {
         (a, b) = (b, a % b);
     }
-    if a == 0 {
-        (num, den)
-    } else {
-        (num / a, den / a)
+    match (num.checked_div(a), den.checked_div(a)) {
+        (Some(n), Some(d)) => (n, d),
+        _ => (num, den),
     }
 }
 

@@ -147,7 +147,10 @@ impl MjpegStream {
                 self.name
             );
             if self.garbage_runs == GARBAGE_WARNINGS {
-                log::warn!("{}: further skipped garbage is logged at debug level", self.name);
+                log::warn!(
+                    "{}: further skipped garbage is logged at debug level",
+                    self.name
+                );
             }
         } else {
             log::debug!("{}: {why} at byte offset {offset}, skipping", self.name);
@@ -171,7 +174,8 @@ impl MjpegStream {
         loop {
             match self.reader.read(&mut self.buf[old..]) {
                 Ok(n) => {
-                    self.buf.truncate(old + n);
+                    // A reader claiming more than it was given is not trusted beyond the buffer.
+                    self.buf.truncate(old + n.min(READ_CHUNK));
                     if n == 0 {
                         self.eof = true;
                     }
@@ -336,8 +340,8 @@ fn parse(buf: &[u8], scan: &mut ImageScan) -> Step {
                         if len < 2 {
                             return Step::Malformed("JPEG marker segment length below 2");
                         }
-                        let is_sof = matches!(marker, 0xC0..=0xCF)
-                            && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+                        let is_sof =
+                            matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
                         if is_sof && scan.size.is_none() {
                             if len < 8 {
                                 return Step::Malformed("JPEG frame header too short");
@@ -467,7 +471,9 @@ mod tests {
         j
     }
 
-    const ECS: &[u8] = &[1, 2, 0xFF, 0x00, 3, 0xFF, 0xD0, 4, 0xFF, 0xFF, 0xD7, 0xD9, 5];
+    const ECS: &[u8] = &[
+        1, 2, 0xFF, 0x00, 3, 0xFF, 0xD0, 4, 0xFF, 0xFF, 0xD7, 0xD9, 5,
+    ];
 
     /// Hands out at most `step` bytes per read (`first` for the first read), and one error
     /// before the first byte if `fail_once`.
@@ -504,11 +510,20 @@ mod tests {
     }
 
     fn stream(data: Vec<u8>) -> MjpegStream {
-        MjpegStream::new(Box::new(Cursor::new(data)), "test".into(), (30, 1), false, false)
+        MjpegStream::new(
+            Box::new(Cursor::new(data)),
+            "test".into(),
+            (30, 1),
+            false,
+            false,
+        )
     }
 
-    /// All results until the end: frames as (data, pts, w, h), errors as strings.
-    fn drain(s: &mut MjpegStream) -> Vec<Result<(Vec<u8>, i64, u32, u32), String>> {
+    /// A frame as (data, pts, width, height), or an error as its message.
+    type Item = Result<(Vec<u8>, i64, u32, u32), String>;
+
+    /// All results until the end.
+    fn drain(s: &mut MjpegStream) -> Vec<Item> {
         let mut out = Vec::new();
         for _ in 0..1000 {
             match s.next_frame() {
@@ -629,11 +644,17 @@ mod tests {
         let out = drain(&mut stream(Vec::new()));
         assert_eq!(out.len(), 1);
         let e = out[0].as_ref().unwrap_err();
-        assert!(e.contains("no JPEG image in input") && e.contains("empty"), "{e}");
+        assert!(
+            e.contains("no JPEG image in input") && e.contains("empty"),
+            "{e}"
+        );
 
         let out = drain(&mut stream(b"hello world".to_vec()));
         assert_eq!(out.len(), 1);
-        assert!(out[0].as_ref().unwrap_err().contains("no JPEG image in input"));
+        assert!(out[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("no JPEG image in input"));
 
         // An image after 64 KiB of garbage is not looked for.
         let mut input = vec![0x55; 70_000];
@@ -684,7 +705,13 @@ mod tests {
     fn zero_rate_falls_back() {
         let mut input = fake_jpeg(8, 8, ECS);
         input.extend(fake_jpeg(8, 8, ECS));
-        let mut s = MjpegStream::new(Box::new(Cursor::new(input)), "z".into(), (0, 1), false, false);
+        let mut s = MjpegStream::new(
+            Box::new(Cursor::new(input)),
+            "z".into(),
+            (0, 1),
+            false,
+            false,
+        );
         s.next_frame().unwrap();
         assert_eq!(s.next_frame().unwrap().unwrap().pts, 3000);
         assert_eq!(s.describe(), "mjpeg z");

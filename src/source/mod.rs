@@ -6,13 +6,13 @@
 //! capture loop's job (`recorder::capture`).
 
 pub mod annexb;
+mod font;
 pub mod h264_access_units;
 pub mod h264_stream;
 pub mod mjpeg_stream;
 pub mod open;
 pub mod pacing;
 pub mod test_pattern;
-mod font;
 
 use std::path::PathBuf;
 

@@ -31,7 +31,7 @@ enum StreamKind {
 
 pub fn open(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn Source>, SourceError> {
     match spec {
-        SourceSpec::TestPattern => Ok(Box::new(TestPattern::new(opts.test_pattern.clone())?)),
+        SourceSpec::TestPattern => Ok(Box::new(TestPattern::new(opts.test_pattern)?)),
         SourceSpec::File(path) => {
             let name = path.display().to_string();
             let file = File::open(path).map_err(|source| SourceError::Io {
@@ -102,13 +102,7 @@ fn stream(
     };
     let pace = !opts.fast;
     Ok(match kind {
-        StreamKind::H264 => Box::new(H264Stream::new(
-            reader,
-            name,
-            opts.default_rate,
-            pace,
-            live,
-        )),
+        StreamKind::H264 => Box::new(H264Stream::new(reader, name, opts.default_rate, pace, live)),
         StreamKind::Mjpeg => Box::new(MjpegStream::new(
             reader,
             name,

@@ -142,11 +142,33 @@ impl TestPattern {
         let number_len = format_frame_number(n, &mut number);
         let plate_w = font::text_width(clock.len().max(number_len), scale) + 2 * margin;
         let plate_h = 2 * line + 2 * margin - 2 * scale;
-        font::fill_rect(&mut self.canvas, w, h, (0, 0, plate_w, plate_h), [16, 16, 16]);
+        font::fill_rect(
+            &mut self.canvas,
+            w,
+            h,
+            (0, 0, plate_w, plate_h),
+            [16, 16, 16],
+        );
         let white = [235, 235, 235];
-        font::draw_text(&mut self.canvas, w, h, (margin, margin), &clock, scale, white);
+        font::draw_text(
+            &mut self.canvas,
+            w,
+            h,
+            (margin, margin),
+            &clock,
+            scale,
+            white,
+        );
         let number = &number[..number_len];
-        font::draw_text(&mut self.canvas, w, h, (margin, margin + line), number, scale, white);
+        font::draw_text(
+            &mut self.canvas,
+            w,
+            h,
+            (margin, margin + line),
+            number,
+            scale,
+            white,
+        );
     }
 
     fn encode(&mut self) -> Result<(), SourceError> {
@@ -240,7 +262,10 @@ fn format_clock(t: &DateTime<Local>, out: &mut [u8; 23]) {
     put_digits(&mut out[14..16], u64::from(t.minute()));
     put_digits(&mut out[17..19], u64::from(t.second()));
     // A leap second shows as .999 rather than overflowing the field.
-    put_digits(&mut out[20..23], u64::from((t.nanosecond() / 1_000_000).min(999)));
+    put_digits(
+        &mut out[20..23],
+        u64::from((t.nanosecond() / 1_000_000).min(999)),
+    );
 }
 
 /// `FRAME nnnnnn` (at least six digits); returns the length used.
@@ -294,9 +319,9 @@ mod tests {
 
     #[test]
     fn frames_are_jpegs_with_exact_times() {
-        let mut tp = TestPattern::new(opts(64, 48, 60, 80)).expect("valid options");
+        let mut tp = TestPattern::new(opts(320, 240, 60, 80)).expect("valid options");
         assert!(tp.is_live());
-        assert_eq!(tp.describe(), "test pattern 64x48@60");
+        assert_eq!(tp.describe(), "test pattern 320x240@60");
         let start = Instant::now();
         let mut last_data = Vec::new();
         for n in 0..4i64 {
@@ -305,8 +330,8 @@ mod tests {
             assert_eq!(f.dts, f.pts);
             assert!(f.keyframe);
             assert!(f.data.starts_with(&[0xFF, 0xD8]) && f.data.ends_with(&[0xFF, 0xD9]));
-            assert_ne!(f.data, last_data, "the box moves every frame");
-            assert_eq!(f.format.width, 64);
+            assert!(f.data != last_data, "the picture changes every frame");
+            assert_eq!((f.format.width, f.format.height), (320, 240));
             assert_eq!(f.format.frame_rate, Some((60, 1)));
             assert!(Arc::ptr_eq(&f.format, &tp.format));
             last_data = f.data;

@@ -1,0 +1,102 @@
+//! The recorder's state as other roles see it (systemd notify, the status LED, the web page).
+//!
+//! The writer is the only role that updates a [`RecorderStatus`]; everyone else reads a
+//! [`StatusSnapshot`]. Updates happen per fragment and per segment, never per byte, and a
+//! reader never blocks the writer for longer than a copy of the snapshot.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What the recorder is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecorderState {
+    /// Started, no frame on disk yet.
+    Starting,
+    /// Frames are flowing and reaching the disk.
+    Recording,
+    /// No frames for `idle_timeout`: the segment was closed, waiting for frames.
+    Idle,
+    /// Writing fails (full or missing drive); retrying.
+    Error,
+    /// Stopped (end of input or a stop request).
+    Stopped,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatusSnapshot {
+    pub state: RecorderState,
+    /// Frames made durable (fdatasynced) so far.
+    pub frames_synced: u64,
+    pub frames_dropped: u64,
+    pub segments_closed: u64,
+    /// File name of the open segment.
+    pub current_segment: Option<String>,
+    /// When the last fragment was fdatasynced.
+    pub last_sync: Option<Instant>,
+    /// When the writer last received a frame.
+    pub last_frame: Option<Instant>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct RecorderStatus {
+    inner: Mutex<StatusSnapshot>,
+}
+
+impl Default for RecorderStatus {
+    fn default() -> Self {
+        RecorderStatus {
+            inner: Mutex::new(StatusSnapshot {
+                state: RecorderState::Starting,
+                frames_synced: 0,
+                frames_dropped: 0,
+                segments_closed: 0,
+                current_segment: None,
+                last_sync: None,
+                last_frame: None,
+                last_error: None,
+            }),
+        }
+    }
+}
+
+impl RecorderStatus {
+    pub fn snapshot(&self) -> StatusSnapshot {
+        match self.inner.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Change the status under the lock (writer only).
+    pub fn update(&self, f: impl FnOnce(&mut StatusSnapshot)) {
+        match self.inner.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// One line for logs, systemd's STATUS= and the web page.
+    pub fn one_line(&self) -> String {
+        let s = self.snapshot();
+        let state = match s.state {
+            RecorderState::Starting => "starting",
+            RecorderState::Recording => "recording",
+            RecorderState::Idle => "idle (no frames)",
+            RecorderState::Error => "error",
+            RecorderState::Stopped => "stopped",
+        };
+        let mut line = format!(
+            "{state}: {} frames on disk, {} segments, {} dropped",
+            s.frames_synced, s.segments_closed, s.frames_dropped
+        );
+        if let Some(seg) = &s.current_segment {
+            line.push_str(&format!(", writing {seg}"));
+        }
+        if let (RecorderState::Error, Some(e)) = (s.state, &s.last_error) {
+            line.push_str(&format!(", last error: {e}"));
+        }
+        line
+    }
+}
