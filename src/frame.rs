@@ -86,3 +86,38 @@ pub struct Frame {
     /// Frames the capture side dropped just before this one (channel full).
     pub dropped_before: u32,
 }
+
+/// Frame buffers travelling back from the writer to the capture thread, so that the hot
+/// path does not allocate (and page-fault in) a fresh buffer for every frame.
+///
+/// Bounded both ways: at most `capacity` buffers wait in the pool, and a buffer larger than
+/// [`BufferPool::MAX_POOLED_BYTES`] is freed instead of kept.
+#[derive(Clone, Debug)]
+pub struct BufferPool {
+    tx: crossbeam_channel::Sender<Vec<u8>>,
+    rx: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl BufferPool {
+    /// Buffers larger than this are not kept (a 1080p IDR picture is well under it).
+    pub const MAX_POOLED_BYTES: usize = 2 << 20;
+
+    pub fn new(capacity: usize) -> BufferPool {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        BufferPool { tx, rx }
+    }
+
+    /// An empty buffer, recycled when one is available.
+    pub fn take(&self) -> Vec<u8> {
+        self.rx.try_recv().unwrap_or_default()
+    }
+
+    /// Return a buffer for reuse; dropped if the pool is full or the buffer is huge.
+    pub fn give(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() == 0 || buffer.capacity() > Self::MAX_POOLED_BYTES {
+            return;
+        }
+        buffer.clear();
+        let _ = self.tx.try_send(buffer);
+    }
+}

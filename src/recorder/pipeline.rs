@@ -15,6 +15,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::Config;
+use crate::frame::BufferPool;
 use crate::recorder::capture::{run_capture, CaptureReport};
 use crate::recorder::segment_writer::{
     run_writer, Control, SegmentWriter, WriterReport, WriterSettings,
@@ -46,6 +47,7 @@ impl RunOutcome {
 
 pub fn run(config: &Config) -> Result<RunOutcome> {
     let spec = SourceSpec::parse(&config.source).map_err(anyhow::Error::msg)?;
+    let pool = BufferPool::new(8);
     let options = SourceOptions {
         default_rate: (config.fps, 1),
         fast: config.fast,
@@ -55,6 +57,7 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
             fps: config.test_pattern.fps,
             quality: config.test_pattern.quality,
         },
+        pool: Some(pool.clone()),
     };
     let source = open(&spec, &options).context("cannot open the source")?;
     let writer = SegmentWriter::new(WriterSettings {
@@ -64,7 +67,7 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         idle_timeout: std::time::Duration::from_secs_f64(config.idle_timeout),
     })?;
     let status = Arc::new(RecorderStatus::default());
-    let writer = writer.with_status(status.clone());
+    let writer = writer.with_status(status.clone()).with_pool(pool);
     info!(
         "recording {} into {} ({} s segments)",
         source.describe(),
@@ -72,7 +75,14 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         config.segment_seconds
     );
 
-    let (frame_tx, frame_rx) = bounded(config.queue_frames);
+    // A live source needs room to ride out a slow fsync; a file just waits, so a short
+    // queue saves memory without losing anything.
+    let queue = if source.is_live() {
+        config.queue_frames
+    } else {
+        config.queue_frames.min(8)
+    };
+    let (frame_tx, frame_rx) = bounded(queue);
     let (control_tx, control_rx) = bounded::<Control>(4);
     let stop = Arc::new(AtomicBool::new(false));
 

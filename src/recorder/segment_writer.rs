@@ -15,7 +15,7 @@ use chrono::{DateTime, Local};
 use crossbeam_channel::{select, Receiver};
 use log::{error, info, warn};
 
-use crate::frame::{Codec, Frame, StreamFormat, TIMESCALE};
+use crate::frame::{BufferPool, Codec, Frame, StreamFormat, TIMESCALE};
 use crate::mux::{self, avi::AVI_MAX_BYTES, SegmentMuxer};
 use crate::recorder::status::{RecorderState, RecorderStatus};
 use crate::storage::metadata::{self, CloseReason, SegmentMeta};
@@ -91,6 +91,8 @@ pub struct SegmentWriter {
     status: Arc<RecorderStatus>,
     /// Frames pushed into the open segment since its last successful flush.
     unsynced_frames: u64,
+    /// Where frame buffers go back to the capture side once written.
+    pool: Option<BufferPool>,
 }
 
 impl SegmentWriter {
@@ -115,7 +117,14 @@ impl SegmentWriter {
             report: WriterReport::default(),
             status: Arc::new(RecorderStatus::default()),
             unsynced_frames: 0,
+            pool: None,
         })
+    }
+
+    /// Give frame buffers back to `pool` once their bytes are in the container.
+    pub fn with_pool(mut self, pool: BufferPool) -> SegmentWriter {
+        self.pool = Some(pool);
+        self
     }
 
     /// Publish progress into `status` (shared with systemd notify, LED, web page).
@@ -207,7 +216,11 @@ impl SegmentWriter {
         let Some(seg) = self.open.as_mut() else {
             return;
         };
-        if let Err(e) = seg.muxer.push(&frame) {
+        let pushed = seg.muxer.push(&frame);
+        if let Some(pool) = &self.pool {
+            pool.give(frame.data);
+        }
+        if let Err(e) = pushed {
             self.fail_segment(e);
             return;
         }

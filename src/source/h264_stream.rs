@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 
 use log::warn;
 
-use crate::frame::{Frame, StreamFormat, TIMESCALE};
+use crate::frame::{BufferPool, Frame, StreamFormat, TIMESCALE};
 use crate::source::annexb::{AnnexBError, AnnexBReader};
 use crate::source::h264_access_units::{AccessUnit, AccessUnitAssembler, Pushed, StreamError};
 use crate::source::pacing::Pacer;
@@ -36,6 +36,7 @@ pub struct H264Stream {
     /// Decode time of frame 0 of the current rate, and its index, so a rate change does not
     /// make time jump.
     rate_origin: (i64, i64),
+    pool: Option<BufferPool>,
     ended: bool,
     warned_garbage: bool,
     reported_skipped: u64,
@@ -62,10 +63,17 @@ impl H264Stream {
             idr_index: 0,
             rate: default_rate,
             rate_origin: (0, 0),
+            pool: None,
             ended: false,
             warned_garbage: false,
             reported_skipped: 0,
         }
+    }
+
+    /// Take frame buffers from `pool` (which the writer refills) instead of allocating.
+    pub fn with_pool(mut self, pool: BufferPool) -> H264Stream {
+        self.pool = Some(pool);
+        self
     }
 
     /// Stream time in ticks of decode index `index` at the current rate.
@@ -195,7 +203,9 @@ impl Source for H264Stream {
                 Ok(Pushed::Added) => {}
                 Ok(Pushed::Completed(unit)) => {
                     self.report_skipped();
-                    let data = std::mem::replace(&mut self.au, std::mem::take(&mut self.next_au));
+                    let fresh = self.pool.as_ref().map(BufferPool::take).unwrap_or_default();
+                    let next = std::mem::replace(&mut self.next_au, fresh);
+                    let data = std::mem::replace(&mut self.au, next);
                     return Ok(Some(self.make_frame(unit, data)));
                 }
                 Err(e) => return Err(self.corrupt(e)),

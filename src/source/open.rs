@@ -21,6 +21,8 @@ pub struct SourceOptions {
     /// Read files as fast as possible instead of in real time.
     pub fast: bool,
     pub test_pattern: TestPatternOptions,
+    /// Where stream sources take their frame buffers from (the writer gives them back).
+    pub pool: Option<crate::frame::BufferPool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +104,13 @@ fn stream(
     };
     let pace = !opts.fast;
     Ok(match kind {
-        StreamKind::H264 => Box::new(H264Stream::new(reader, name, opts.default_rate, pace, live)),
+        StreamKind::H264 => {
+            let stream = H264Stream::new(reader, name, opts.default_rate, pace, live);
+            match &opts.pool {
+                Some(pool) => Box::new(stream.with_pool(pool.clone())),
+                None => Box::new(stream),
+            }
+        }
         StreamKind::Mjpeg => Box::new(MjpegStream::new(
             reader,
             name,
