@@ -119,3 +119,89 @@ pub fn run_capture(
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::StreamFormat;
+    use std::time::SystemTime;
+
+    /// A live source that produces `left` frames as fast as it is asked, every
+    /// `keyframe_every`-th one a keyframe.
+    struct Burst {
+        left: u32,
+        n: i64,
+        keyframe_every: i64,
+        format: Arc<StreamFormat>,
+    }
+
+    impl Source for Burst {
+        fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+            if self.left == 0 {
+                return Ok(None);
+            }
+            self.left -= 1;
+            let n = self.n;
+            self.n += 1;
+            Ok(Some(Frame {
+                data: vec![0; 16],
+                keyframe: n % self.keyframe_every == 0,
+                pts: n * 3000,
+                dts: n * 3000,
+                captured: Instant::now(),
+                wall: SystemTime::now(),
+                format: self.format.clone(),
+                dropped_before: 0,
+            }))
+        }
+        fn is_live(&self) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "burst".into()
+        }
+    }
+
+    fn burst(codec: Codec, frames: u32, keyframe_every: i64) -> Box<dyn Source> {
+        Box::new(Burst {
+            left: frames,
+            n: 0,
+            keyframe_every,
+            format: Arc::new(StreamFormat {
+                codec,
+                width: 16,
+                height: 16,
+                frame_rate: Some((30, 1)),
+                sps: Vec::new(),
+                pps: Vec::new(),
+            }),
+        })
+    }
+
+    /// A writer that does not read: a live source must not wait for it, and every frame it
+    /// loses is counted and travels with the next frame that gets through.
+    #[test]
+    fn a_stalled_writer_costs_counted_frames_never_a_blocked_camera() {
+        for (codec, keyframe_every) in [(Codec::Mjpeg, 1), (Codec::H264, 5)] {
+            let (tx, rx) = crossbeam_channel::bounded(2);
+            let stop = Arc::new(AtomicBool::new(false));
+            let capture = std::thread::spawn(move || run_capture(burst(codec, 40, keyframe_every), tx, stop));
+            // Read nothing until capture is over: it must finish on its own.
+            let report = capture.join().expect("capture thread");
+            let received: Vec<Frame> = rx.try_iter().collect();
+            assert_eq!(report.frames_sent as usize, received.len(), "{codec:?}");
+            assert_eq!(report.frames_sent + report.frames_dropped, 40, "{codec:?}");
+            assert!(report.frames_dropped > 0, "{codec:?}");
+            let carried: u64 = received.iter().map(|f| u64::from(f.dropped_before)).sum();
+            assert!(carried <= report.frames_dropped, "{codec:?}");
+            if codec == Codec::H264 {
+                // After a loss, H.264 resumes only at a keyframe.
+                for pair in received.windows(2) {
+                    if pair[1].dropped_before > 0 {
+                        assert!(pair[1].keyframe, "resumed on a non-keyframe");
+                    }
+                }
+            }
+        }
+    }
+}
