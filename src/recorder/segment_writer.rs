@@ -6,7 +6,17 @@
 //! flushed and fdatasynced well within `sync_interval` of its first frame's capture. When
 //! a segment closes its metadata is written atomically. It never reads the camera and
 //! never deletes footage.
+//!
+//! Storage trouble never stops it: on a full disk (ENOSPC) it asks the storage keeper
+//! ([`StorageLink::make_room`]) to delete the oldest loop segments and retries the same
+//! fragment; when nothing can go, or the drive is gone (EIO, directory or file vanished,
+//! not mounted with `require_mount`), it closes what it can (the segment stays valid: cut
+//! after its last durable fragment, repaired when possible), keeps the newest frames in a
+//! bounded RAM buffer ([`RING_MAX_BYTES`], [`RING_MAX_AGE`]; older ones are counted as
+//! dropped), retries every [`RETRY_EVERY`] and resumes in a new segment. A wall-clock jump
+//! of more than [`CLOCK_JUMP`] starts a new segment at the next keyframe.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,7 +29,8 @@ use crate::frame::{BufferPool, Codec, Frame, StreamFormat, TIMESCALE};
 use crate::mux::{self, avi::AVI_MAX_BYTES, SegmentMuxer};
 use crate::recorder::status::{RecorderState, RecorderStatus};
 use crate::storage::metadata::{self, CloseReason, SegmentMeta};
-use crate::storage::{durable, naming};
+use crate::storage::keeper::StorageLink;
+use crate::storage::{durable, naming, recovery, space};
 
 /// Largest MP4 segment: stay under FAT32's 4 GiB − 1 file size.
 pub const MP4_MAX_BYTES: u64 = (4 << 30) - 1;
@@ -27,6 +38,18 @@ pub const MP4_MAX_BYTES: u64 = (4 << 30) - 1;
 const SIZE_MARGIN: u64 = 64 << 20;
 /// Share of `sync_interval` a fragment may span, leaving time for the write and fdatasync.
 const FRAGMENT_SHARE: f64 = 0.85;
+/// RAM kept for frames while the drive is full or gone.
+pub const RING_MAX_BYTES: usize = 24 << 20;
+/// Newest stretch of video kept in RAM while the drive is full or gone.
+pub const RING_MAX_AGE: Duration = Duration::from_secs(10);
+/// How often a stalled writer checks whether it can write again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// A wall clock that moves this much against the monotonic clock has jumped.
+pub const CLOCK_JUMP: Duration = Duration::from_secs(5);
+/// Free space needed to resume after a full disk.
+const MIN_RESUME_FREE: u64 = 4 << 20;
+/// How long the writer waits for the keeper to free space.
+const MAKE_ROOM_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Debug)]
 pub struct WriterSettings {
@@ -34,6 +57,8 @@ pub struct WriterSettings {
     pub segment_seconds: u32,
     pub sync_interval: Duration,
     pub idle_timeout: Duration,
+    /// Refuse to write unless `dir` is on a mounted drive (not the root file system).
+    pub require_mount: bool,
 }
 
 /// Requests to the writer thread from other roles.
@@ -41,6 +66,9 @@ pub struct WriterSettings {
 pub enum Control {
     /// Close the open segment completely and end the thread.
     Stop,
+    /// Event lock now (a button, a G-sensor): lock the current segment, the previous one,
+    /// and the next when the event falls in the last `post_event_seconds`.
+    LockNow,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +92,38 @@ pub struct WriterReport {
     pub stopped: bool,
 }
 
+/// Why writing stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trouble {
+    /// ENOSPC / EDQUOT.
+    Full,
+    /// EIO, vanished directory or file, not mounted, read-only.
+    Gone,
+}
+
+/// Frames kept in RAM while the drive cannot be written.
+struct Stall {
+    kind: Trouble,
+    since: Instant,
+    next_try: Instant,
+    ring: VecDeque<Frame>,
+    ring_bytes: usize,
+}
+
+/// Why a segment could not be opened.
+enum OpenError {
+    Storage(Trouble, String),
+    Other(String),
+}
+
 struct OpenSegment {
     muxer: Box<dyn SegmentMuxer>,
     path: PathBuf,
+    /// (device, inode) of the file, to notice that it vanished.
+    identity: Option<(u64, u64)>,
+    /// Monotonic capture instant of the first frame (for clock jumps).
+    start_captured: Instant,
+    clock_jumped: bool,
     sequence: u64,
     format: Arc<StreamFormat>,
     start_wall: SystemTime,
@@ -93,6 +150,9 @@ pub struct SegmentWriter {
     unsynced_frames: u64,
     /// Where frame buffers go back to the capture side once written.
     pool: Option<BufferPool>,
+    /// The storage keeper (quota, locks); `None` when running without one.
+    storage: Option<StorageLink>,
+    stall: Option<Stall>,
 }
 
 impl SegmentWriter {
@@ -103,8 +163,26 @@ impl SegmentWriter {
             dir: settings.dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(&settings.dir).map_err(dir_err)?;
-        let next_sequence = naming::next_sequence(&settings.dir).map_err(dir_err)?;
+        let mut stall = None;
+        let next_sequence = if settings.require_mount && !space::on_mounted_drive(&settings.dir)
+        {
+            warn!(
+                "{} is not on a mounted drive (require_mount = true): waiting for the drive",
+                settings.dir.display()
+            );
+            let now = Instant::now();
+            stall = Some(Stall {
+                kind: Trouble::Gone,
+                since: now,
+                next_try: now + RETRY_EVERY,
+                ring: VecDeque::new(),
+                ring_bytes: 0,
+            });
+            0
+        } else {
+            std::fs::create_dir_all(&settings.dir).map_err(dir_err)?;
+            sequence_after(&settings.dir).map_err(dir_err)?
+        };
         Ok(SegmentWriter {
             segment_ticks: i64::from(settings.segment_seconds) * i64::from(TIMESCALE),
             fragment_budget: settings.sync_interval.mul_f64(FRAGMENT_SHARE),
@@ -118,7 +196,28 @@ impl SegmentWriter {
             status: Arc::new(RecorderStatus::default()),
             unsynced_frames: 0,
             pool: None,
+            storage: None,
+            stall,
         })
+    }
+
+    /// Report to (and get room from) the storage keeper.
+    pub fn with_storage(mut self, link: StorageLink) -> SegmentWriter {
+        self.storage = Some(link);
+        self
+    }
+
+    /// Event lock now: handed to the storage keeper.
+    pub fn lock_now(&self) {
+        match &self.storage {
+            Some(link) => link.event_lock(),
+            None => warn!("event lock requested but no storage keeper runs"),
+        }
+    }
+
+    /// Whether the writer is waiting for the drive (full or gone).
+    pub fn stalled(&self) -> bool {
+        self.stall.is_some()
     }
 
     /// Give frame buffers back to `pool` once their bytes are in the container.
@@ -161,7 +260,7 @@ impl SegmentWriter {
     }
 
     /// Record one frame.
-    pub fn write(&mut self, frame: Frame) {
+    pub fn write(&mut self, mut frame: Frame) {
         let now = Instant::now();
         self.last_frame_at = Some(now);
         self.status.update(|s| s.last_frame = Some(now));
@@ -170,6 +269,12 @@ impl SegmentWriter {
             Some(seg) => seg.dropped += u64::from(frame.dropped_before),
             None => self.pending_dropped += u64::from(frame.dropped_before),
         }
+        frame.dropped_before = 0;
+        if self.stall.is_some() {
+            self.buffer(frame);
+            return;
+        }
+        self.note_clock(&frame);
 
         if let Some(reason) = self.cut_reason(&frame) {
             self.close(reason, Some(frame.dts));
@@ -186,11 +291,21 @@ impl SegmentWriter {
             }
             self.waiting_for_keyframe = false;
             if let Err(e) = self.open_segment(&frame) {
-                error!("{e}; frame dropped");
-                self.error_status(e);
-                self.report.write_errors += 1;
-                self.pending_dropped += 1;
-                self.report.frames_dropped += 1;
+                match e {
+                    OpenError::Storage(kind, msg) => {
+                        error!("{msg}");
+                        self.report.write_errors += 1;
+                        self.enter_stall(kind, msg);
+                        self.buffer(frame);
+                    }
+                    OpenError::Other(msg) => {
+                        error!("{msg}; frame dropped");
+                        self.error_status(msg);
+                        self.report.write_errors += 1;
+                        self.pending_dropped += 1;
+                        self.report.frames_dropped += 1;
+                    }
+                }
                 return;
             }
         }
@@ -206,11 +321,18 @@ impl SegmentWriter {
             let wall_full =
                 frame.captured.saturating_duration_since(oldest) >= self.fragment_budget;
             if media_full || wall_full {
-                if let Err(e) = seg.muxer.flush(Some(frame.dts)) {
-                    self.fail_segment(e);
+                let flushed = seg.muxer.flush(Some(frame.dts));
+                let ok = match flushed {
+                    Ok(()) => true,
+                    Err(e) => self.flush_failed(e, Some(frame.dts)),
+                };
+                if ok {
+                    self.after_flush();
+                }
+                if self.stall.is_some() {
+                    self.buffer(frame);
                     return;
                 }
-                self.synced();
             }
         }
         let Some(seg) = self.open.as_mut() else {
@@ -221,7 +343,10 @@ impl SegmentWriter {
             pool.give(frame.data);
         }
         if let Err(e) = pushed {
-            self.fail_segment(e);
+            match trouble(&e) {
+                Some(kind) => self.stall_segment(kind, e.to_string()),
+                None => self.fail_segment(e),
+            }
             return;
         }
         seg.frames += 1;
@@ -231,6 +356,9 @@ impl SegmentWriter {
 
     /// When the writer must act next without a new frame: flush deadline or idle timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if let Some(stall) = &self.stall {
+            return Some(stall.next_try);
+        }
         let seg = self.open.as_ref()?;
         let idle = self.last_frame_at.map(|t| t + self.settings.idle_timeout);
         let flush = seg
@@ -245,6 +373,10 @@ impl SegmentWriter {
 
     /// Act on deadlines that have passed.
     pub fn tick(&mut self, now: Instant) {
+        if self.stall.as_ref().is_some_and(|s| now >= s.next_try) {
+            self.try_resume();
+            return;
+        }
         let Some(seg) = self.open.as_mut() else {
             return;
         };
@@ -265,9 +397,12 @@ impl SegmentWriter {
             .oldest_unflushed()
             .is_some_and(|t| now >= t + self.fragment_budget)
         {
-            match seg.muxer.flush(None) {
-                Ok(()) => self.synced(),
-                Err(e) => self.fail_segment(e),
+            let ok = match seg.muxer.flush(None) {
+                Ok(()) => true,
+                Err(e) => self.flush_failed(e, None),
+            };
+            if ok {
+                self.after_flush();
             }
         }
     }
@@ -283,9 +418,23 @@ impl SegmentWriter {
             Err(e) => {
                 error!("closing {name}: {e}");
                 self.report.write_errors += 1;
-                self.unsynced_frames = 0;
+                // The frames since the last durable fragment are lost with the muxer.
+                let lost = std::mem::take(&mut self.unsynced_frames);
+                self.report.frames_dropped += lost;
+                self.pending_dropped += lost;
                 self.status.update(|s| s.current_segment = None);
                 self.error_status(format!("closing {name}: {e}"));
+                // Leave a valid file: finish it from what is durable, when the drive allows.
+                match recovery::repair_segment(&seg.path, None) {
+                    Ok(m) => info!(
+                        "{name} finished after the error: {} frames, {:.3} s",
+                        m.frames, m.duration_s
+                    ),
+                    Err(re) => warn!("{name} left as cut (recovery repairs it later): {re}"),
+                }
+                if let Some(link) = &self.storage {
+                    link.closed(&seg.path, None);
+                }
                 return;
             }
         };
@@ -325,6 +474,9 @@ impl SegmentWriter {
             error!("writing the metadata of {name}: {e}");
             self.report.write_errors += 1;
         }
+        if let Some(link) = &self.storage {
+            link.closed(&seg.path, Some(meta.clone()));
+        }
         self.report.segments += 1;
         info!(
             "closed {name}: {} frames, {:.3} s, {} bytes{}{}",
@@ -352,6 +504,9 @@ impl SegmentWriter {
         if !frame.keyframe {
             return None;
         }
+        if seg.clock_jumped {
+            return Some(CloseReason::ClockJump);
+        }
         if frame.dts - seg.first_dts >= self.segment_ticks {
             return Some(CloseReason::Duration);
         }
@@ -361,10 +516,20 @@ impl SegmentWriter {
         None
     }
 
-    fn open_segment(&mut self, frame: &Frame) -> Result<(), String> {
-        let dir = &self.settings.dir;
+    fn open_segment(&mut self, frame: &Frame) -> Result<(), OpenError> {
+        let dir = self.settings.dir.clone();
+        if self.settings.require_mount && !space::on_mounted_drive(&dir) {
+            return Err(OpenError::Storage(
+                Trouble::Gone,
+                format!(
+                    "{} is not on a mounted drive (require_mount = true): not writing into the root file system",
+                    dir.display()
+                ),
+            ));
+        }
         let ext = frame.format.codec.extension();
         let mut attempts = 0;
+        let mut made_room = false;
         let (muxer, path, sequence) = loop {
             let sequence = self.next_sequence;
             self.next_sequence += 1;
@@ -377,10 +542,25 @@ impl SegmentWriter {
                 {
                     attempts += 1;
                 }
-                Err(e) => return Err(format!("cannot start a segment: {e}")),
+                Err(e) => {
+                    let kind = trouble(&e);
+                    // A half-created file (no room for the header) must not stay behind.
+                    if kind.is_some() {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    if kind == Some(Trouble::Full) && !made_room && self.make_room() {
+                        made_room = true;
+                        continue;
+                    }
+                    let msg = format!("cannot start a segment: {e}");
+                    return Err(match kind {
+                        Some(k) => OpenError::Storage(k, msg),
+                        None => OpenError::Other(msg),
+                    });
+                }
             }
         };
-        if let Err(e) = durable::fsync_dir(dir) {
+        if let Err(e) = durable::fsync_dir(&dir) {
             warn!("fsync of {}: {e}", dir.display());
         }
         let size_limit = match frame.format.codec {
@@ -388,9 +568,16 @@ impl SegmentWriter {
             Codec::Mjpeg => AVI_MAX_BYTES,
         }
         .saturating_sub(SIZE_MARGIN);
+        let identity = identity_of(&path);
+        if let Some(link) = &self.storage {
+            link.opened(&path, frame.wall);
+        }
         self.open = Some(OpenSegment {
             muxer,
             path,
+            identity,
+            start_captured: frame.captured,
+            clock_jumped: false,
             sequence,
             format: frame.format.clone(),
             start_wall: frame.wall,
@@ -412,6 +599,249 @@ impl SegmentWriter {
         self.report.write_errors += 1;
         self.close(CloseReason::Error, None);
     }
+
+    /// A fragment reached the disk: status, the keeper's byte count, and a check that the
+    /// file is still where we think (a vanished directory or drive, a lazy unmount).
+    fn after_flush(&mut self) {
+        self.synced();
+        let Some(seg) = self.open.as_ref() else {
+            return;
+        };
+        if let Some(link) = &self.storage {
+            link.set_open_bytes(seg.muxer.projected_bytes());
+        }
+        if seg.identity.is_some() && identity_of(&seg.path) != seg.identity {
+            let msg = format!(
+                "{} vanished (directory removed or drive unmounted)",
+                seg.path.display()
+            );
+            self.stall_segment(Trouble::Gone, msg);
+        }
+    }
+
+    /// Ask the keeper to delete the oldest loop segments; true when something was freed.
+    fn make_room(&self) -> bool {
+        let Some(link) = &self.storage else {
+            return false;
+        };
+        let need = self
+            .open
+            .as_ref()
+            .map_or(MIN_RESUME_FREE, |s| s.muxer.projected_bytes().max(MIN_RESUME_FREE));
+        link.make_room(need, MAKE_ROOM_WAIT) > 0
+    }
+
+    /// A flush failed. On a full disk, make room and retry the same fragment. Returns true
+    /// when the fragment is on disk after all; otherwise the segment is closed and the
+    /// writer is stalled or starts afresh.
+    fn flush_failed(&mut self, e: mux::MuxError, next_dts: Option<i64>) -> bool {
+        match trouble(&e) {
+            Some(Trouble::Full) => {
+                warn!("disk full: {e}; deleting the oldest loop segments");
+                if self.make_room() {
+                    if let Some(seg) = self.open.as_mut() {
+                        match seg.muxer.flush(next_dts) {
+                            Ok(()) => return true,
+                            Err(e2) => {
+                                let kind = trouble(&e2).unwrap_or(Trouble::Full);
+                                self.stall_segment(kind, e2.to_string());
+                                return false;
+                            }
+                        }
+                    }
+                }
+                self.stall_segment(Trouble::Full, format!("{e}; nothing left to delete"));
+                false
+            }
+            Some(kind) => {
+                self.stall_segment(kind, e.to_string());
+                false
+            }
+            None => {
+                self.fail_segment(e);
+                false
+            }
+        }
+    }
+
+    /// Close the open segment as well as the drive allows and wait for the drive.
+    fn stall_segment(&mut self, kind: Trouble, msg: String) {
+        error!("{msg}");
+        self.report.write_errors += 1;
+        self.close(CloseReason::Error, None);
+        self.enter_stall(kind, msg);
+    }
+
+    fn enter_stall(&mut self, kind: Trouble, msg: String) {
+        self.error_status(msg);
+        if self.stall.is_none() {
+            let now = Instant::now();
+            warn!(
+                "{}: keeping the newest frames in RAM (at most {} s, {} MiB) and retrying every {} s",
+                match kind {
+                    Trouble::Full => "disk full",
+                    Trouble::Gone => "drive unavailable",
+                },
+                RING_MAX_AGE.as_secs(),
+                RING_MAX_BYTES >> 20,
+                RETRY_EVERY.as_secs()
+            );
+            self.stall = Some(Stall {
+                kind,
+                since: now,
+                next_try: now + RETRY_EVERY,
+                ring: VecDeque::new(),
+                ring_bytes: 0,
+            });
+        }
+    }
+
+    /// Keep a frame in the RAM buffer while stalled; the oldest GOPs make way (counted as
+    /// dropped). A buffer always starts at a keyframe.
+    fn buffer(&mut self, frame: Frame) {
+        let Some(stall) = self.stall.as_mut() else {
+            return;
+        };
+        let mut dropped = 0u64;
+        if stall.ring.is_empty() && !frame.keyframe {
+            dropped += 1;
+            if let Some(pool) = &self.pool {
+                pool.give(frame.data);
+            }
+        } else {
+            stall.ring_bytes += frame.data.len();
+            stall.ring.push_back(frame);
+        }
+        let too_old = |r: &VecDeque<Frame>| match (r.front(), r.back()) {
+            (Some(a), Some(b)) => b.captured.saturating_duration_since(a.captured) > RING_MAX_AGE,
+            _ => false,
+        };
+        while stall.ring_bytes > RING_MAX_BYTES || too_old(&stall.ring) {
+            // Drop the oldest frame and everything up to the next keyframe.
+            let mut first = true;
+            while let Some(f) = stall.ring.front() {
+                if !first && f.keyframe {
+                    break;
+                }
+                first = false;
+                if let Some(f) = stall.ring.pop_front() {
+                    stall.ring_bytes = stall.ring_bytes.saturating_sub(f.data.len());
+                    dropped += 1;
+                    if let Some(pool) = &self.pool {
+                        pool.give(f.data);
+                    }
+                }
+            }
+        }
+        if dropped > 0 {
+            self.pending_dropped += dropped;
+            self.report.frames_dropped += dropped;
+            let total = self.report.frames_dropped;
+            self.status.update(|s| s.frames_dropped = total);
+        }
+    }
+
+    /// Stalled: can the drive be written again? Then write the buffered frames.
+    fn try_resume(&mut self) {
+        let Some(kind) = self.stall.as_ref().map(|s| s.kind) else {
+            return;
+        };
+        if let Err(why) = self.drive_ready(kind) {
+            log::debug!("still waiting: {why}");
+            if let Some(s) = self.stall.as_mut() {
+                s.next_try = Instant::now() + RETRY_EVERY;
+            }
+            return;
+        }
+        let Some(stall) = self.stall.take() else {
+            return;
+        };
+        if kind == Trouble::Gone {
+            // The drive may have been swapped or cut mid-write: repair and re-index first.
+            match recovery::recover(&crate::storage::layout::Layout::new(&self.settings.dir)) {
+                Ok(r) if r.changed() => info!("{}", r.summary()),
+                Ok(_) => {}
+                Err(e) => warn!("recovery after the drive came back: {e}"),
+            }
+            if let Ok(n) = sequence_after(&self.settings.dir) {
+                self.next_sequence = self.next_sequence.max(n);
+            }
+            if let Some(link) = &self.storage {
+                link.rescan();
+            }
+        }
+        info!(
+            "writing again after {:.1} s: {} frame(s) from RAM",
+            stall.since.elapsed().as_secs_f64(),
+            stall.ring.len()
+        );
+        for frame in stall.ring {
+            self.write(frame);
+        }
+    }
+
+    /// Whether the footage directory can take a new segment.
+    fn drive_ready(&self, kind: Trouble) -> Result<(), String> {
+        let dir = &self.settings.dir;
+        if self.settings.require_mount && !space::on_mounted_drive(dir) {
+            return Err(format!("{} is not on a mounted drive", dir.display()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let avail = space::fs_space(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .avail;
+        if avail < MIN_RESUME_FREE && !(kind == Trouble::Full && self.make_room()) {
+            return Err(format!("{}: only {avail} bytes free", dir.display()));
+        }
+        Ok(())
+    }
+
+    /// Note a wall-clock jump (NTP, GPS): the segment is cut at the next keyframe.
+    fn note_clock(&mut self, frame: &Frame) {
+        let Some(seg) = self.open.as_mut() else {
+            return;
+        };
+        if seg.clock_jumped {
+            return;
+        }
+        let mono = frame.captured.saturating_duration_since(seg.start_captured);
+        let wall = match frame.wall.duration_since(seg.start_wall) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        if (wall - mono.as_secs_f64()).abs() > CLOCK_JUMP.as_secs_f64() {
+            warn!(
+                "the wall clock jumped by {:+.1} s: starting a new segment at the next keyframe",
+                wall - mono.as_secs_f64()
+            );
+            seg.clock_jumped = true;
+        }
+    }
+}
+
+/// What kind of storage trouble an error is, if any.
+fn trouble(e: &mux::MuxError) -> Option<Trouble> {
+    use rustix::io::Errno;
+    let mux::MuxError::Io { source, .. } = e else {
+        return None;
+    };
+    match Errno::from_io_error(source) {
+        Some(Errno::NOSPC | Errno::DQUOT) => Some(Trouble::Full),
+        Some(_) => Some(Trouble::Gone),
+        None => None,
+    }
+}
+
+/// (device, inode) of a file, `None` when it is not there.
+fn identity_of(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// One past the highest sequence in the footage directory, `locked/` and `corrupt/`.
+fn sequence_after(dir: &Path) -> std::io::Result<u64> {
+    let layout = crate::storage::layout::Layout::new(dir);
+    naming::next_sequence_in(&[dir, &layout.locked(), &layout.corrupt()])
 }
 
 fn file_name(path: &Path) -> String {
@@ -435,15 +865,29 @@ pub fn run_writer(
             recv(frames) -> msg => match msg {
                 Ok(frame) => writer.write(frame),
                 Err(_) => {
+                    if writer.stalled() {
+                        writer.try_resume();
+                    }
                     writer.close(CloseReason::EndOfInput, None);
                     break;
                 }
             },
             recv(control) -> msg => match msg {
+                Ok(Control::LockNow) => writer.lock_now(),
                 Ok(Control::Stop) | Err(_) => {
                     // What is already queued was captured: keep it.
                     while let Ok(frame) = frames.try_recv() {
                         writer.write(frame);
+                    }
+                    if writer.stalled() {
+                        writer.try_resume();
+                    }
+                    if let Some(stall) = writer.stall.take() {
+                        let n = stall.ring.len() as u64;
+                        if n > 0 {
+                            error!("stopping while the drive is unavailable: {n} frame(s) in RAM are lost");
+                            writer.report.frames_dropped += n;
+                        }
                     }
                     writer.close(CloseReason::Stop, None);
                     writer.report.stopped = true;

@@ -2,7 +2,7 @@
 //!
 //! A rename or create is only durable once its directory is fsynced (ext4 and vfat alike),
 //! so every function here that changes a directory entry syncs the directory before
-//! returning. It never deletes anything.
+//! returning. It deletes only what it is asked to, one file at a time ([`remove_durable`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -35,4 +35,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     fs::rename(&tmp, path)?;
     fsync_dir(dir)
+}
+
+/// Rename `from` to `to` (same file system) and fsync both directories, so the move
+/// survives a power cut. Refuses to replace an existing `to`.
+pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
+    if to.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", to.display()),
+        ));
+    }
+    fs::rename(from, to)?;
+    let to_dir = to.parent().unwrap_or_else(|| Path::new("."));
+    let from_dir = from.parent().unwrap_or_else(|| Path::new("."));
+    fsync_dir(to_dir)?;
+    if from_dir != to_dir {
+        fsync_dir(from_dir)?;
+    }
+    Ok(())
+}
+
+/// Unlink `path` and fsync its directory. A file that is already gone is not an error.
+pub fn remove_durable(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    fsync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
 }

@@ -29,6 +29,11 @@ pub enum CloseReason {
     SizeLimit,
     /// A write error ended the segment early.
     Error,
+    /// The wall clock jumped (NTP, GPS, phone set the time): a new segment starts so that
+    /// each segment's wall times stay true.
+    ClockJump,
+    /// Cut by a crash or power loss and repaired at the next start.
+    Recovered,
 }
 
 impl CloseReason {

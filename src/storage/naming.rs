@@ -52,6 +52,29 @@ pub fn parse(file_name: &str) -> Option<SegmentName> {
     })
 }
 
+/// The start wall time a segment name carries (local time, to the second).
+pub fn wall_of(name: &SegmentName) -> Option<SystemTime> {
+    use chrono::{NaiveDateTime, TimeZone};
+    let time = name.stem.rsplit_once('_')?.0;
+    let naive = NaiveDateTime::parse_from_str(time, "%Y%m%d-%H%M%S").ok()?;
+    let local = Local.from_local_datetime(&naive).earliest()?;
+    Some(local.into())
+}
+
+/// The sequence number for the next segment: one past the highest found in any of `dirs`
+/// (missing folders are skipped), so locking or deleting never reuses a number.
+pub fn next_sequence_in(dirs: &[&Path]) -> std::io::Result<u64> {
+    let mut next = 0;
+    for dir in dirs {
+        match next_sequence(dir) {
+            Ok(n) => next = next.max(n),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(next)
+}
+
 /// The sequence number for the next segment: one past the highest found in `dir`
 /// (any extension, so metadata of a deleted segment still counts), 0 in an empty dir.
 pub fn next_sequence(dir: &Path) -> std::io::Result<u64> {
@@ -76,6 +99,13 @@ mod tests {
         assert_eq!(parsed.sequence, 42);
         assert_eq!(parsed.extension, "mp4");
         assert!(!stem.contains(':'));
+        let wall = wall_of(&parsed).expect("wall");
+        let back = naming_secs(SystemTime::now()) - naming_secs(wall);
+        assert!((0..=2).contains(&back), "{back}");
+    }
+
+    fn naming_secs(t: SystemTime) -> i64 {
+        t.duration_since(std::time::UNIX_EPOCH).expect("epoch").as_secs() as i64
     }
 
     #[test]
