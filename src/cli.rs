@@ -125,7 +125,13 @@ fn run(a: RunArgs) -> Result<i32> {
     config
         .validate()
         .map_err(|(key, msg)| anyhow::anyhow!("command line: {key} {msg}"))?;
-    let outcome = recorder::run(&config)?;
+    let outcome = loop {
+        let outcome = recorder::run(&config)?;
+        if outcome.after != crate::service::AfterRun::RecordAgain {
+            break outcome;
+        }
+        log::info!("recording again");
+    };
     Ok(outcome.exit_code())
 }
 

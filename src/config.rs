@@ -30,6 +30,8 @@ pub struct Config {
     /// Frames the capture thread may queue ahead of the writer.
     pub queue_frames: usize,
     pub test_pattern: TestPatternConfig,
+    /// The optional GPIO role (button, status LED, ignition sense); off by default.
+    pub gpio: crate::gpio::GpioConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -54,6 +56,7 @@ impl Default for Config {
             fast: false,
             queue_frames: 64,
             test_pattern: TestPatternConfig::default(),
+            gpio: crate::gpio::GpioConfig::default(),
         }
     }
 }
@@ -198,6 +201,7 @@ impl Config {
                 format!("is {}; allowed: 1 to 100", tp.quality),
             );
         }
+        self.gpio.validate()?;
         Ok(())
     }
 }

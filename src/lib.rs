@@ -8,7 +8,9 @@
 pub mod cli;
 pub mod config;
 pub mod frame;
+pub mod gpio;
 pub mod mux;
 pub mod recorder;
+pub mod service;
 pub mod source;
 pub mod storage;

@@ -31,6 +31,8 @@ pub struct RunOutcome {
     pub writer: WriterReport,
     /// `None` when the capture thread was left blocked in a read after a stop.
     pub capture: Option<CaptureReport>,
+    /// Whether to record again (the GPIO role stopped this run and was asked to resume).
+    pub after: crate::service::AfterRun,
 }
 
 impl RunOutcome {
@@ -85,6 +87,8 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
     let (frame_tx, frame_rx) = bounded(queue);
     let (control_tx, control_rx) = bounded::<Control>(4);
     let stop = Arc::new(AtomicBool::new(false));
+    // systemd notification and the GPIO role (src/service, src/gpio).
+    let roles = crate::service::start(config, &status, &control_tx, &stop);
 
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     let signal_handle = signals.handle();
@@ -146,8 +150,10 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         "done: {} segment(s), {} frame(s) recorded, {} dropped",
         writer_report.segments, writer_report.frames, writer_report.frames_dropped
     );
+    let after = roles.finish();
     Ok(RunOutcome {
         writer: writer_report,
         capture: capture_report,
+        after,
     })
 }
