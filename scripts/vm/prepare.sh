@@ -14,13 +14,9 @@ sudo=()
 [ "$(id -u)" = 0 ] || sudo=(sudo)
 
 need=()
-command -v busybox >/dev/null && busybox --list 2>/dev/null | grep -qx insmod || need+=(busybox-static)
-[ -x /sbin/fsck.fat ] || need+=(dosfstools)
-command -v mcopy >/dev/null || need+=(mtools)
-command -v debugfs >/dev/null && command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
-command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
-command -v python3 >/dev/null || need+=(python3-minimal)
-command -v qemu-img >/dev/null || need+=(qemu-utils)
+for pkg in busybox-static dosfstools mtools e2fsprogs ffmpeg python3-minimal cpio file; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ "${#need[@]}" -gt 0 ] || ! command -v qemu-system-x86_64 >/dev/null; then
     if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
         log "adding bookworm-backports"

@@ -180,7 +180,7 @@ impl SegmentWriter {
             });
             0
         } else {
-            std::fs::create_dir_all(&settings.dir).map_err(dir_err)?;
+            durable::create_dir_all_durable(&settings.dir).map_err(dir_err)?;
             sequence_after(&settings.dir).map_err(dir_err)?
         };
         Ok(SegmentWriter {
@@ -278,6 +278,10 @@ impl SegmentWriter {
 
         if let Some(reason) = self.cut_reason(&frame) {
             self.close(reason, Some(frame.dts));
+            if self.stall.is_some() {
+                self.buffer(frame);
+                return;
+            }
         }
         if self.open.is_none() {
             if !frame.keyframe {
@@ -409,6 +413,20 @@ impl SegmentWriter {
 
     /// Close the open segment (if any) and write its metadata.
     pub fn close(&mut self, reason: CloseReason, next_dts: Option<i64>) {
+        // Flush the last fragment first, with the full-disk handling of any flush (the
+        // muxer is consumed by finish and cannot retry).
+        if reason != CloseReason::Error {
+            if let Some(seg) = self.open.as_mut() {
+                let flushed = seg.muxer.flush(next_dts);
+                let ok = match flushed {
+                    Ok(()) => true,
+                    Err(e) => self.flush_failed(e, next_dts),
+                };
+                if ok {
+                    self.synced();
+                }
+            }
+        }
         let Some(seg) = self.open.take() else {
             return;
         };
@@ -786,7 +804,7 @@ impl SegmentWriter {
         if self.settings.require_mount && !space::on_mounted_drive(dir) {
             return Err(format!("{} is not on a mounted drive", dir.display()));
         }
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        durable::create_dir_all_durable(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let avail = space::fs_space(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
             .avail;

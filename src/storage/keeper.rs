@@ -186,7 +186,8 @@ struct Keeper {
     rate: f64,
     rate_sample: Option<(Instant, u64)>,
     written_closed: u64,
-    over_quota_warned: bool,
+    /// Last "cannot keep the quota" warning (at most one a minute).
+    over_quota_warned: Option<Instant>,
     drive_error_warned: bool,
 }
 
@@ -212,7 +213,7 @@ pub fn spawn(settings: KeeperSettings) -> std::io::Result<(StorageLink, JoinHand
         rate: 0.0,
         rate_sample: None,
         written_closed: 0,
-        over_quota_warned: false,
+        over_quota_warned: None,
         drive_error_warned: false,
     };
     keeper.take_dir_lock();
@@ -425,15 +426,23 @@ impl Keeper {
         let headroom = ((self.rate * HEADROOM_SECONDS) as u64)
             .max(MIN_HEADROOM)
             .min(limits.footage / MAX_HEADROOM_SHARE);
-        let sizes: Vec<u64> = self.loop_segs.values().map(|e| e.bytes).collect();
+        // The newest closed segment stays: the quota may be exceeded by one segment, never
+        // by deleting the most recent footage.
+        let deletable = self.loop_segs.len().saturating_sub(1);
+        let sizes: Vec<u64> = self
+            .loop_segs
+            .values()
+            .take(deletable)
+            .map(|e| e.bytes)
+            .collect();
         let n = quota::loop_deletions(&limits, &usage, headroom, &sizes);
         for _ in 0..n {
             self.delete_oldest_loop("quota");
         }
         let after = self.usage();
         let over = after.total().saturating_add(headroom) > limits.footage;
-        if over && self.loop_segs.is_empty() {
-            if !self.over_quota_warned {
+        if over && self.loop_segs.len() <= 1 {
+            if self.may_warn() {
                 warn!(
                     "footage limit {} reached with no closed loop segment left to delete ({} locked, {} saved, {} open)",
                     human(limits.footage),
@@ -441,11 +450,20 @@ impl Keeper {
                     human(after.saved),
                     human(after.open)
                 );
-                self.over_quota_warned = true;
             }
-        } else if !over {
-            self.over_quota_warned = false;
         }
+    }
+
+    /// Rate limit for the quota warnings.
+    fn may_warn(&mut self) -> bool {
+        if self
+            .over_quota_warned
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return false;
+        }
+        self.over_quota_warned = Some(Instant::now());
+        true
     }
 
     fn delete_oldest_loop(&mut self, why: &str) -> u64 {
@@ -474,11 +492,12 @@ impl Keeper {
     fn make_room(&mut self, need: u64) -> u64 {
         self.rescan();
         let mut freed = 0;
-        while freed < need.max(1) && !self.loop_segs.is_empty() {
+        // Never the newest closed segment: it is the footage just recorded.
+        while freed < need.max(1) && self.loop_segs.len() > 1 {
             freed += self.delete_oldest_loop("disk full");
         }
-        if freed == 0 {
-            warn!("disk full and no closed loop segment left to delete");
+        if freed == 0 && self.may_warn() {
+            warn!("disk full and no older loop segment left to delete");
         }
         freed
     }

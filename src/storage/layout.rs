@@ -58,7 +58,6 @@ impl Layout {
         if dir.is_dir() {
             return Ok(());
         }
-        std::fs::create_dir_all(dir)?;
-        durable::fsync_dir(&self.root)
+        durable::create_dir_all_durable(dir)
     }
 }
