@@ -25,6 +25,10 @@ pub enum Command {
     Run(RunArgs),
     List(ListArgs),
     CheckConfig(CheckConfigArgs),
+    Lock(crate::storage::cli::LockArgs),
+    Unlock(crate::storage::cli::UnlockArgs),
+    Clip(crate::storage::cli::ClipArgs),
+    Recover(crate::storage::cli::RecoverArgs),
 }
 
 /// Record: read the source and write rolling segment files.
@@ -55,6 +59,12 @@ pub struct RunArgs {
     /// seconds without a frame before the segment is closed (default 10)
     #[argh(option)]
     pub idle_timeout: Option<f64>,
+    /// footage kept at most, e.g. 28G (default: no limit but min_free)
+    #[argh(option)]
+    pub max_size: Option<String>,
+    /// free space kept on the drive, e.g. 500M or 5% (default 5% or 500M, the larger)
+    #[argh(option)]
+    pub min_free: Option<String>,
 }
 
 /// List the segments in the footage directory with their metadata.
@@ -89,6 +99,10 @@ pub fn main() -> i32 {
         Command::Run(a) => run(a),
         Command::List(a) => list(a).map(|()| 0),
         Command::CheckConfig(a) => check_config(a).map(|()| 0),
+        Command::Lock(a) => crate::storage::cli::lock(a),
+        Command::Unlock(a) => crate::storage::cli::unlock(a),
+        Command::Clip(a) => crate::storage::cli::clip(a),
+        Command::Recover(a) => crate::storage::cli::recover(a),
     };
     match result {
         Ok(code) => code,
@@ -121,6 +135,12 @@ fn run(a: RunArgs) -> Result<i32> {
     }
     if let Some(s) = a.idle_timeout {
         config.idle_timeout = s;
+    }
+    if let Some(s) = a.max_size {
+        config.max_size = Some(crate::config::SizeValue::Text(s));
+    }
+    if let Some(s) = a.min_free {
+        config.min_free = Some(crate::config::SizeValue::Text(s));
     }
     config
         .validate()

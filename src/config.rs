@@ -30,6 +30,22 @@ pub struct Config {
     /// Frames the capture thread may queue ahead of the writer.
     pub queue_frames: usize,
     pub test_pattern: TestPatternConfig,
+    /// Loop quota: footage kept at most, bytes (`"28G"`, `"500M"` or a number).
+    pub max_size: Option<SizeValue>,
+    /// Loop quota: footage kept at most, percent of the file system.
+    pub max_percent: Option<f64>,
+    /// Free space kept on the file system (`"500M"` or `"5%"`); default 5 % or 500 MiB,
+    /// whichever is larger.
+    pub min_free: Option<SizeValue>,
+    /// Share of the footage quota for `locked/` and `saved/`, percent.
+    pub locked_max_percent: f64,
+    /// When locking would pass `locked_max_percent`: `"rotate"` the oldest locked segments
+    /// out, or `"refuse"` the lock.
+    pub locked_full: crate::storage::quota::LockedFull,
+    /// Event lock: seconds after the event that must be locked too.
+    pub post_event_seconds: f64,
+    /// Refuse to write unless `dir` is on a mounted drive (not the root file system).
+    pub require_mount: bool,
     /// The optional GPIO role (button, status LED, ignition sense); off by default.
     pub gpio: crate::gpio::GpioConfig,
 }
@@ -56,7 +72,32 @@ impl Default for Config {
             fast: false,
             queue_frames: 64,
             test_pattern: TestPatternConfig::default(),
+            max_size: None,
+            max_percent: None,
+            min_free: None,
+            locked_max_percent: 30.0,
+            locked_full: crate::storage::quota::LockedFull::Rotate,
+            post_event_seconds: 10.0,
+            require_mount: false,
             gpio: crate::gpio::GpioConfig::default(),
+        }
+    }
+}
+
+/// A size in the configuration: a number of bytes or text such as `"28G"` or `"5%"`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    /// Parse; `allow_percent` for `min_free`.
+    pub fn spec(&self, allow_percent: bool) -> Result<crate::storage::space::SizeSpec, String> {
+        match self {
+            SizeValue::Bytes(b) => Ok(crate::storage::space::SizeSpec::Bytes(*b)),
+            SizeValue::Text(t) => crate::storage::space::parse_size(t, allow_percent),
         }
     }
 }
@@ -199,6 +240,41 @@ impl Config {
             return bad(
                 "test_pattern.quality",
                 format!("is {}; allowed: 1 to 100", tp.quality),
+            );
+        }
+        const SIZE_HELP: &str = "allowed: a size such as \"28G\" or \"500M\"";
+        const FREE_HELP: &str = "allowed: a size such as \"500M\" or a percentage such as \"5%\"";
+        if let Some(v) = &self.max_size {
+            match v.spec(false) {
+                Ok(crate::storage::space::SizeSpec::Bytes(b)) if b >= 1 << 20 => {}
+                Ok(_) => return bad("max_size", format!("is below 1M; {SIZE_HELP}")),
+                Err(e) => return bad("max_size", format!("is {e}; {SIZE_HELP}")),
+            }
+        }
+        if let Some(p) = self.max_percent {
+            if !(1.0..=100.0).contains(&p) {
+                return bad("max_percent", format!("is {p}; allowed: 1 to 100"));
+            }
+        }
+        if let Some(v) = &self.min_free {
+            match v.spec(true) {
+                Ok(crate::storage::space::SizeSpec::Percent(p)) if p > 90.0 => {
+                    return bad("min_free", format!("is {p}%; allowed: at most 90%"));
+                }
+                Ok(_) => {}
+                Err(e) => return bad("min_free", format!("is {e}; {FREE_HELP}")),
+            }
+        }
+        if !(0.0..=90.0).contains(&self.locked_max_percent) {
+            return bad(
+                "locked_max_percent",
+                format!("is {}; allowed: 0 to 90", self.locked_max_percent),
+            );
+        }
+        if !(0.0..=600.0).contains(&self.post_event_seconds) {
+            return bad(
+                "post_event_seconds",
+                format!("is {}; allowed: 0 to 600", self.post_event_seconds),
             );
         }
         self.gpio.validate()?;

@@ -24,6 +24,10 @@ use crate::recorder::status::RecorderStatus;
 use crate::source::open::{open, SourceOptions};
 use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
+use crate::storage::keeper::{self, KeeperSettings, StorageLink};
+use crate::storage::layout::Layout;
+use crate::storage::quota::QuotaSettings;
+use crate::storage::{recovery, space};
 
 /// How a recording run ended.
 #[derive(Debug)]
@@ -62,14 +66,19 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         pool: Some(pool.clone()),
     };
     let source = open(&spec, &options).context("cannot open the source")?;
+    let storage = start_storage(config);
     let writer = SegmentWriter::new(WriterSettings {
         dir: config.dir.clone(),
         segment_seconds: config.segment_seconds,
         sync_interval: std::time::Duration::from_secs_f64(config.sync_interval),
         idle_timeout: std::time::Duration::from_secs_f64(config.idle_timeout),
+        require_mount: config.require_mount,
     })?;
     let status = Arc::new(RecorderStatus::default());
-    let writer = writer.with_status(status.clone()).with_pool(pool);
+    let mut writer = writer.with_status(status.clone()).with_pool(pool);
+    if let Some((link, _)) = &storage {
+        writer = writer.with_storage(link.clone());
+    }
     info!(
         "recording {} into {} ({} s segments)",
         source.describe(),
@@ -146,6 +155,12 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
             );
         }
     }
+    if let Some((link, keeper)) = storage {
+        link.stop();
+        if keeper.join().is_err() {
+            log::error!("the storage keeper thread panicked");
+        }
+    }
     info!(
         "done: {} segment(s), {} frame(s) recorded, {} dropped",
         writer_report.segments, writer_report.frames, writer_report.frames_dropped
@@ -156,4 +171,45 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         capture: capture_report,
         after,
     })
+}
+
+/// Recovery of the footage directory, then the storage keeper thread. When the drive is
+/// not there yet (`require_mount`), the writer waits for it and recovers it itself.
+pub fn start_storage(config: &Config) -> Option<(StorageLink, thread::JoinHandle<()>)> {
+    let layout = Layout::new(&config.dir);
+    let drive_ready = !config.require_mount || space::on_mounted_drive(&config.dir);
+    if drive_ready && crate::storage::durable::create_dir_all_durable(&config.dir).is_ok() {
+        match recovery::recover(&layout) {
+            Ok(r) => info!("{}", r.summary()),
+            Err(e) => warn!("recovery of {}: {e}", config.dir.display()),
+        }
+    }
+    let quota = quota_settings(config);
+    let settings = KeeperSettings {
+        layout,
+        quota,
+        post_event: std::time::Duration::from_secs_f64(config.post_event_seconds),
+        enforce: true,
+    };
+    match keeper::spawn(settings) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            log::error!("cannot start the storage keeper: {e}; recording without a quota");
+            None
+        }
+    }
+}
+
+/// The quota settings of a configuration.
+pub fn quota_settings(config: &Config) -> QuotaSettings {
+    QuotaSettings {
+        max_size: config.max_size.as_ref().and_then(|v| match v.spec(false) {
+            Ok(space::SizeSpec::Bytes(b)) => Some(b),
+            _ => None,
+        }),
+        max_percent: config.max_percent,
+        min_free: config.min_free.as_ref().and_then(|v| v.spec(true).ok()),
+        locked_max_percent: config.locked_max_percent,
+        locked_full: config.locked_full,
+    }
 }

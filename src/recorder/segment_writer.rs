@@ -28,8 +28,8 @@ use log::{error, info, warn};
 use crate::frame::{BufferPool, Codec, Frame, StreamFormat, TIMESCALE};
 use crate::mux::{self, avi::AVI_MAX_BYTES, SegmentMuxer};
 use crate::recorder::status::{RecorderState, RecorderStatus};
-use crate::storage::metadata::{self, CloseReason, SegmentMeta};
 use crate::storage::keeper::StorageLink;
+use crate::storage::metadata::{self, CloseReason, SegmentMeta};
 use crate::storage::{durable, naming, recovery, space};
 
 /// Largest MP4 segment: stay under FAT32's 4 GiB − 1 file size.
@@ -164,8 +164,7 @@ impl SegmentWriter {
             source,
         };
         let mut stall = None;
-        let next_sequence = if settings.require_mount && !space::on_mounted_drive(&settings.dir)
-        {
+        let next_sequence = if settings.require_mount && !space::on_mounted_drive(&settings.dir) {
             warn!(
                 "{} is not on a mounted drive (require_mount = true): waiting for the drive",
                 settings.dir.display()
@@ -642,10 +641,9 @@ impl SegmentWriter {
         let Some(link) = &self.storage else {
             return false;
         };
-        let need = self
-            .open
-            .as_ref()
-            .map_or(MIN_RESUME_FREE, |s| s.muxer.projected_bytes().max(MIN_RESUME_FREE));
+        let need = self.open.as_ref().map_or(MIN_RESUME_FREE, |s| {
+            s.muxer.projected_bytes().max(MIN_RESUME_FREE)
+        });
         link.make_room(need, MAKE_ROOM_WAIT) > 0
     }
 

@@ -81,7 +81,10 @@ impl AviFile {
             what: what.to_string(),
         };
         let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
-        let len = file.metadata().map_err(|e| StorageError::io(path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io(path, e))?
+            .len();
         if len < HEADER_LEN {
             return Err(bad("shorter than an AVI header"));
         }
@@ -128,7 +131,8 @@ impl AviFile {
                         break;
                     }
                     // A whole JPEG: SOI at the start, EOI at the end (zeros after a cut fail).
-                    let soi = file.read_exact_at(&mut marker, body).is_ok() && marker == [0xff, 0xd8];
+                    let soi =
+                        file.read_exact_at(&mut marker, body).is_ok() && marker == [0xff, 0xd8];
                     let eoi = file.read_exact_at(&mut marker, body + size - 2).is_ok()
                         && marker == [0xff, 0xd9];
                     if !soi || !eoi {

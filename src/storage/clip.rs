@@ -242,8 +242,8 @@ pub fn make_clip(
                 };
                 let ticks = i64::from(TIMESCALE) * i64::from(scale) / i64::from(rate).max(1);
                 for (i, ch) in f.chunks.iter().enumerate() {
-                    let t = i as i64 * i64::from(TIMESCALE) * i64::from(scale)
-                        / i64::from(rate).max(1);
+                    let t =
+                        i as i64 * i64::from(TIMESCALE) * i64::from(scale) / i64::from(rate).max(1);
                     picks.push(Pick {
                         seg,
                         offset: ch.offset,
@@ -407,7 +407,8 @@ pub fn make_clip(
         segments,
         metadata: req.metadata.clone(),
     };
-    let mut json = serde_json::to_vec_pretty(&info).map_err(|e| StorageError::Refused(e.to_string()))?;
+    let mut json =
+        serde_json::to_vec_pretty(&info).map_err(|e| StorageError::Refused(e.to_string()))?;
     json.push(b'\n');
     let json_path = output.with_extension("json");
     durable::write_atomic(&json_path, &json).map_err(|e| StorageError::io(&json_path, e))?;
@@ -416,7 +417,11 @@ pub fn make_clip(
 
 /// `saved/clip_FROM_TO.EXT` (FAT-valid), with `_N` added when it exists.
 pub fn default_output(layout: &Layout, from: SystemTime, to: SystemTime, ext: &str) -> PathBuf {
-    let f = |t: SystemTime| DateTime::<Local>::from(t).format("%Y%m%d-%H%M%S").to_string();
+    let f = |t: SystemTime| {
+        DateTime::<Local>::from(t)
+            .format("%Y%m%d-%H%M%S")
+            .to_string()
+    };
     let base = format!("clip_{}_{}", f(from), f(to));
     let dir = layout.saved();
     let first = dir.join(format!("{base}.{ext}"));
@@ -478,7 +483,10 @@ fn write_clip(
         std::os::unix::fs::FileExt::read_exact_at(file, &mut data, p.offset)
             .map_err(|e| StorageError::io(&sources[p.seg].path, e))?;
         // Fragments of about a second, cut before keyframes when possible.
-        if i > 0 && (p.sync && since_flush >= i64::from(TIMESCALE) / 2 || since_flush >= 2 * i64::from(TIMESCALE)) {
+        if i > 0
+            && (p.sync && since_flush >= i64::from(TIMESCALE) / 2
+                || since_flush >= 2 * i64::from(TIMESCALE))
+        {
             muxer.flush(Some(dts)).map_err(mux_err)?;
             since_flush = 0;
         }

@@ -180,6 +180,8 @@ struct Keeper {
     names_pending: HashSet<u64>,
     /// Async clips waiting for the segment (sequence) in progress to close.
     clips: Vec<(ClipRequest, u64)>,
+    /// Clips being cut; joined before the keeper ends.
+    clip_threads: Vec<JoinHandle<()>>,
     last_scan: Option<Instant>,
     dir_lock: Option<DirLock>,
     /// Bytes written per second (exponential average), for the headroom.
@@ -208,6 +210,7 @@ pub fn spawn(settings: KeeperSettings) -> std::io::Result<(StorageLink, JoinHand
         events: Vec::new(),
         names_pending: HashSet::new(),
         clips: Vec::new(),
+        clip_threads: Vec::new(),
         last_scan: None,
         dir_lock: None,
         rate: 0.0,
@@ -258,6 +261,12 @@ impl Keeper {
                 next_tick = Instant::now() + TICK;
             }
         }
+        // Clips waiting for the last segment to close are cut now; running ones finish.
+        self.open = None;
+        self.run_due_clips();
+        for t in self.clip_threads.drain(..) {
+            let _ = t.join();
+        }
         // Requests still waiting get an answer rather than a timeout.
         for (_, reply_to) in requests::take_pending(&self.settings.layout) {
             requests::answer(&reply_to, &Reply::err("the recorder is stopping"));
@@ -277,7 +286,10 @@ impl Keeper {
                     !self.events.is_empty() || self.names_pending.remove(&seq);
                 self.open = Some((seq, path, start));
             }
-            KeeperMsg::Closed { path, meta } => self.closed(path, meta),
+            KeeperMsg::Closed { path, meta } => {
+                self.closed(path, meta);
+                self.run_due_clips();
+            }
             KeeperMsg::MakeRoom { need, reply } => {
                 let freed = self.make_room(need);
                 let _ = reply.send(freed);
@@ -295,10 +307,7 @@ impl Keeper {
     }
 
     fn tick(&mut self) {
-        if self
-            .last_scan
-            .is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
-        {
+        if self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY) {
             self.take_dir_lock();
             self.rescan();
         }
@@ -508,7 +517,8 @@ impl Keeper {
             .and_then(|n| n.to_str())
             .and_then(naming::parse)
             .map_or(u64::MAX, |n| n.sequence);
-        let lock_it = self.lock_open_on_close && self.open.as_ref().is_some_and(|(s, _, _)| *s == seq);
+        let lock_it =
+            self.lock_open_on_close && self.open.as_ref().is_some_and(|(s, _, _)| *s == seq);
         self.open = None;
         self.lock_open_on_close = false;
         let bytes = lock::segment_bytes(&path);
@@ -538,7 +548,9 @@ impl Keeper {
     /// Move a closed loop segment into locked/, within the locked quota.
     fn lock_seq(&mut self, seq: u64) -> Result<String, StorageError> {
         let Some(entry) = self.loop_segs.get(&seq).cloned() else {
-            return Err(StorageError::NotFound(format!("segment {seq} is not in the loop")));
+            return Err(StorageError::NotFound(format!(
+                "segment {seq} is not in the loop"
+            )));
         };
         let name = file_name(&entry.path);
         let usage = self.usage();
@@ -574,18 +586,21 @@ impl Keeper {
                     }
                 }
             }
-            Some(_) => return Err(StorageError::Refused(format!("{} (locked_full = \"refuse\")", full()))),
+            Some(_) => {
+                return Err(StorageError::Refused(format!(
+                    "{} (locked_full = \"refuse\")",
+                    full()
+                )))
+            }
             None => return Err(StorageError::Refused(full())),
         }
-        let to = lock::move_segment(&self.settings.layout, &entry.path, &self.settings.layout.locked())?;
+        let to = lock::move_segment(
+            &self.settings.layout,
+            &entry.path,
+            &self.settings.layout.locked(),
+        )?;
         self.loop_segs.remove(&seq);
-        self.locked.insert(
-            seq,
-            Entry {
-                path: to,
-                ..entry
-            },
-        );
+        self.locked.insert(seq, Entry { path: to, ..entry });
         Ok(name)
     }
 
@@ -601,7 +616,11 @@ impl Keeper {
                 if found.locked {
                     return Reply::ok(format!("{fname} is locked already"), vec![fname]);
                 }
-                if self.open.as_ref().is_some_and(|(s, _, _)| *s == found.sequence) {
+                if self
+                    .open
+                    .as_ref()
+                    .is_some_and(|(s, _, _)| *s == found.sequence)
+                {
                     self.lock_open_on_close = true;
                     return Reply::ok(
                         format!("{fname} is being recorded: it will be locked when it closes"),
@@ -625,7 +644,11 @@ impl Keeper {
                 if !found.locked {
                     return Reply::err(format!("{fname} is not locked"));
                 }
-                match lock::move_segment(&self.settings.layout, &found.path, &self.settings.layout.root) {
+                match lock::move_segment(
+                    &self.settings.layout,
+                    &found.path,
+                    &self.settings.layout.root,
+                ) {
                     Ok(to) => {
                         if let Some(mut e) = self.locked.remove(&found.sequence) {
                             e.path = to;
@@ -642,7 +665,8 @@ impl Keeper {
                 output,
                 metadata,
             } => {
-                let parsed = clip::parse_local(&from).and_then(|f| Ok((f, clip::parse_local(&to)?)));
+                let parsed =
+                    clip::parse_local(&from).and_then(|f| Ok((f, clip::parse_local(&to)?)));
                 let (from_t, to_t) = match parsed {
                     Ok(p) => p,
                     Err(e) => return Reply::err(e.to_string()),
@@ -654,14 +678,22 @@ impl Keeper {
                     .open
                     .as_ref()
                     .and_then(|(_, p, _)| p.extension())
-                    .or_else(|| self.loop_segs.values().next_back().and_then(|e| e.path.extension()))
+                    .or_else(|| {
+                        self.loop_segs
+                            .values()
+                            .next_back()
+                            .and_then(|e| e.path.extension())
+                    })
                     .and_then(|e| e.to_str())
                     .unwrap_or("mp4")
                     .to_string();
-                let out = output
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| clip::default_output(&self.settings.layout, from_t, to_t, &ext));
-                let wait_for_close = self.open.as_ref().is_some_and(|(_, _, start)| *start <= to_t);
+                let out = output.map(PathBuf::from).unwrap_or_else(|| {
+                    clip::default_output(&self.settings.layout, from_t, to_t, &ext)
+                });
+                let wait_for_close = self
+                    .open
+                    .as_ref()
+                    .is_some_and(|(_, _, start)| *start <= to_t);
                 let req = ClipRequest {
                     from: from_t,
                     to: to_t,
@@ -736,11 +768,17 @@ impl Keeper {
                     info.duration_s,
                     info.segments.len()
                 ),
-                Err(e) => error!("clip {} → {}: {e}", clip::format_local(req.from), clip::format_local(req.to)),
+                Err(e) => error!(
+                    "clip {} → {}: {e}",
+                    clip::format_local(req.from),
+                    clip::format_local(req.to)
+                ),
             });
-        if let Err(e) = spawned {
-            error!("cannot start the clip thread: {e}");
+        match spawned {
+            Ok(t) => self.clip_threads.push(t),
+            Err(e) => error!("cannot start the clip thread: {e}"),
         }
+        self.clip_threads.retain(|t| !t.is_finished());
     }
 
     fn run_due_clips(&mut self) {

@@ -165,7 +165,10 @@ impl Mp4File {
             what: what.to_string(),
         };
         let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
-        let len = file.metadata().map_err(|e| StorageError::io(path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io(path, e))?
+            .len();
         let mut pos = 0u64;
         let mut info: Option<Mp4File> = None;
         let mut pending_moof: Option<(u64, u64, Vec<u8>)> = None;
@@ -185,7 +188,8 @@ impl Mp4File {
                     let mut body = vec![0u8; (size - header) as usize];
                     file.read_exact_at(&mut body, pos + header)
                         .map_err(|e| StorageError::io(path, e))?;
-                    info = Some(parse_moov(&body, pos + header, len).ok_or_else(|| bad("bad moov"))?);
+                    info =
+                        Some(parse_moov(&body, pos + header, len).ok_or_else(|| bad("bad moov"))?);
                     complete_end = end;
                 }
                 b"free" | b"skip" if pending_moof.is_none() => {}
@@ -217,9 +221,9 @@ impl Mp4File {
                 b"mfra" if pending_moof.is_none() && info.is_some() => {
                     // Finished iff the mfro at the very end gives the mfra's size.
                     let mut tail = [0u8; 16];
-                    if end == len && size >= 24 && file.read_exact_at(&mut tail, end - 16).is_ok()
-                    {
-                        finished = &tail[4..8] == b"mfro" && u64::from(be32(&tail, 12).unwrap_or(0)) == size;
+                    if end == len && size >= 24 && file.read_exact_at(&mut tail, end - 16).is_ok() {
+                        finished = &tail[4..8] == b"mfro"
+                            && u64::from(be32(&tail, 12).unwrap_or(0)) == size;
                     }
                     break;
                 }
@@ -330,7 +334,12 @@ fn parse_avcc(avcc: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
 
 /// Parse a `moof` body (the box starts at `moof_offset`) whose `mdat` payload spans
 /// `data_start..data_end`. `None` when anything is inconsistent.
-fn parse_moof(body: &[u8], moof_offset: u64, data_start: u64, data_end: u64) -> Option<Mp4Fragment> {
+fn parse_moof(
+    body: &[u8],
+    moof_offset: u64,
+    data_start: u64,
+    data_end: u64,
+) -> Option<Mp4Fragment> {
     child(body, b"mfhd")?;
     let (_, traf) = child(body, b"traf")?;
     let (_, tfhd) = child(traf, b"tfhd")?;

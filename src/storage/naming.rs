@@ -105,7 +105,9 @@ mod tests {
     }
 
     fn naming_secs(t: SystemTime) -> i64 {
-        t.duration_since(std::time::UNIX_EPOCH).expect("epoch").as_secs() as i64
+        t.duration_since(std::time::UNIX_EPOCH)
+            .expect("epoch")
+            .as_secs() as i64
     }
 
     #[test]

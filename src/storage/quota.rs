@@ -119,7 +119,12 @@ impl QuotaSettings {
 
 /// How many of the oldest closed loop segments (`oldest_first`: their sizes, oldest
 /// first) must go so that `usage` plus `headroom` fits the footage limit.
-pub fn loop_deletions(limits: &Limits, usage: &Usage, headroom: u64, oldest_first: &[u64]) -> usize {
+pub fn loop_deletions(
+    limits: &Limits,
+    usage: &Usage,
+    headroom: u64,
+    oldest_first: &[u64],
+) -> usize {
     let mut total = usage.total().saturating_add(headroom);
     let mut n = 0;
     for &bytes in oldest_first {

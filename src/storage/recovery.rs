@@ -290,7 +290,14 @@ pub fn repair_segment(
             if !f.finished {
                 finish_mp4(path, &f)?;
             }
-            (Codec::H264, f.frames(), f.decode_end(), f.width, f.height, was)
+            (
+                Codec::H264,
+                f.frames(),
+                f.decode_end(),
+                f.width,
+                f.height,
+                was,
+            )
         }
         "avi" => {
             let f = AviFile::open(path).map_err(unusable)?;

@@ -112,11 +112,13 @@ fn request_id() -> String {
 }
 
 /// Send `request` to the running recorder and wait up to `timeout` for its answer.
-pub fn submit(layout: &Layout, request: &Request, timeout: Duration) -> Result<Reply, StorageError> {
+pub fn submit(
+    layout: &Layout,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Reply, StorageError> {
     let dir = layout.requests();
-    layout
-        .ensure(&dir)
-        .map_err(|e| StorageError::io(&dir, e))?;
+    layout.ensure(&dir).map_err(|e| StorageError::io(&dir, e))?;
     let id = request_id();
     let req = dir.join(format!("{id}.req"));
     let rep = dir.join(format!("{id}.rep"));

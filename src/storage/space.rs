@@ -16,7 +16,11 @@ pub struct FsSpace {
 /// statvfs of the file system holding `path`.
 pub fn fs_space(path: &Path) -> std::io::Result<FsSpace> {
     let st = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
-    let unit = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize };
+    let unit = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
     Ok(FsSpace {
         total: st.f_blocks.saturating_mul(unit),
         avail: st.f_bavail.saturating_mul(unit),

@@ -1,0 +1,184 @@
+//! The running recorder: `dashcam lock --now` (event lock: the previous, the current and,
+//! near its end, the next segment), `lock`/`unlock` by name through the request files, and
+//! a footage directory that vanishes mid-recording (the writer keeps frames in RAM and
+//! resumes in a new segment when the directory can be written again).
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn start(dir: &Path, segment_seconds: u32, extra: &[&str]) -> Proc {
+    let mut cmd = dashcam();
+    cmd.arg("run")
+        .arg("--source")
+        .arg(format!("file:{}", input("headers_once.h264").display()))
+        .arg("--dir")
+        .arg(dir)
+        .arg("--segment-seconds")
+        .arg(segment_seconds.to_string())
+        .args(extra);
+    Proc::spawn(cmd)
+}
+
+fn cli(args: &[&str], dir: &Path) -> std::process::Output {
+    let mut cmd = dashcam();
+    cmd.args(args).arg("--dir").arg(dir);
+    let what = describe(&cmd);
+    let out = run_to_end(cmd, scaled(30.0));
+    assert_no_panic(&what, &out);
+    out
+}
+
+fn closed(dir: &Path) -> usize {
+    segments(dir).iter().filter(|s| s.meta.is_some()).count()
+}
+
+#[test]
+fn event_lock_takes_the_previous_current_and_next_segment() {
+    let tmp = tmpdir("event-lock");
+    let dir = tmp.path().join("footage");
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "post_event_seconds = 1.5\n").expect("config");
+    let rec = start(&dir, 2, &["--config", cfg.to_str().expect("utf-8")]);
+    assert!(
+        wait_until(scaled(30.0), || closed(&dir) >= 2),
+        "{}",
+        rec.stderr_text()
+    );
+    let out = cli(&["lock", "--now"], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer = text(&out.stdout);
+    let event_ms = chrono::Local::now().timestamp_millis();
+    let out = rec.finish(scaled(60.0));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let locked = segments(&dir.join("locked"));
+    let all: Vec<Segment> = {
+        let mut v = segments(&dir);
+        v.extend(locked.iter().cloned());
+        v.sort_by_key(|s| s.seq);
+        v
+    };
+    let start_ms = |s: &Segment| meta_i64(s.meta(), "start_unix_ms").expect("start");
+    let end_ms = |s: &Segment| {
+        start_ms(s) + (meta_f64(s.meta(), "duration_s").unwrap_or(0.0) * 1000.0) as i64
+    };
+    // The segment being written at the event, and what must be locked around it.
+    let current = all
+        .iter()
+        .position(|s| start_ms(s) <= event_ms && event_ms <= end_ms(s) + 500)
+        .expect("a segment at the event");
+    let mut want: Vec<u64> = vec![all[current].seq];
+    if current > 0 {
+        want.push(all[current - 1].seq);
+    }
+    for s in &all[current + 1..] {
+        if start_ms(s) < event_ms + 1500 - 600 {
+            want.push(s.seq);
+        }
+    }
+    let got: Vec<u64> = locked.iter().map(|s| s.seq).collect();
+    for w in &want {
+        assert!(
+            got.contains(w),
+            "segment {w} not locked; locked {got:?}; answer: {answer}"
+        );
+    }
+    assert!(
+        got.len() <= want.len() + 1,
+        "too many locked: {got:?}, wanted {want:?}"
+    );
+    for s in &locked {
+        assert_eq!(probe_errors(&s.path), "", "{}", s.name);
+        assert!(s.meta.is_some(), "{} has no metadata in locked/", s.name);
+    }
+}
+
+#[test]
+fn lock_and_unlock_by_name_go_through_the_running_recorder() {
+    let tmp = tmpdir("lock-running");
+    let dir = tmp.path().join("footage");
+    let rec = start(&dir, 2, &[]);
+    assert!(
+        wait_until(scaled(30.0), || closed(&dir) >= 1),
+        "{}",
+        rec.stderr_text()
+    );
+    let first = segments(&dir).into_iter().next().expect("a segment");
+    let out = cli(&["lock", &first.name], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.join("locked").join(&first.name).exists());
+    // The segment being written: locked when it closes.
+    let open = segments(&dir)
+        .into_iter()
+        .find(|s| s.meta.is_none())
+        .expect("a segment being written");
+    let out = cli(&["lock", &open.name], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("when it closes"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = cli(&["unlock", &first.name], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.join(&first.name).exists());
+    let out = rec.finish(scaled(60.0));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        dir.join("locked").join(&open.name).exists(),
+        "{}",
+        listing(&dir)
+    );
+    // Without a recorder, --now is refused with a clear message.
+    let out = cli(&["lock", "--now"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no recorder is running"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_vanished_directory_costs_no_silent_frame() {
+    let tmp = tmpdir("vanish");
+    let dir = tmp.path().join("footage");
+    let rec = start(&dir, 2, &[]);
+    assert!(
+        wait_until(scaled(30.0), || closed(&dir) >= 2),
+        "{}",
+        rec.stderr_text()
+    );
+    std::fs::remove_dir_all(&dir).expect("remove the footage directory");
+    let out = rec.finish(scaled(60.0));
+    let err = text(&out.stderr);
+    assert_no_panic("run", &out);
+    assert!(err.contains("vanished"), "{}", last_lines(&err, 20));
+    assert!(err.contains("writing again"), "{}", last_lines(&err, 20));
+    // Recording went on in the directory made again, from a keyframe, every frame counted.
+    let segs = segments(&dir);
+    assert!(
+        !segs.is_empty(),
+        "nothing recorded after the directory came back"
+    );
+    let reference = framemd5(&input("headers_once.h264"));
+    for s in &segs {
+        assert_eq!(probe_errors(&s.path), "", "{}", s.name);
+        assert!(s.meta.is_some(), "{} has no metadata", s.name);
+    }
+    // Frames before the vanish went with the removed directory; from the resume on, the
+    // new segments hold the rest of the input to its end, bit-exact, nothing skipped.
+    let got = framemd5_all(&segs.iter().map(|s| s.path.as_path()).collect::<Vec<_>>());
+    let at = reference
+        .iter()
+        .position(|h| *h == got[0])
+        .expect("frames from the input");
+    assert_eq!(
+        &reference[at..],
+        &got[..],
+        "not the rest of the input, bit-exact"
+    );
+}
