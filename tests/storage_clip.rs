@@ -276,9 +276,8 @@ fn async_clip_while_recording() {
     // Wait for the first segment to close (4 s), then ask for the last 3 s and the next 1 s:
     // the range reaches into the segment being written.
     assert!(
-        wait_until(scaled(30.0), || segments(&dir)
-            .iter()
-            .any(|s| s.meta.is_some())),
+        wait_until(scaled(30.0), || dir.is_dir()
+            && segments(&dir).iter().any(|s| s.meta.is_some())),
         "no segment closed: {}",
         rec.stderr_text()
     );

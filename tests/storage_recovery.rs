@@ -91,8 +91,9 @@ fn cut_segments_are_repaired_and_junk_is_set_aside() {
     let avi_before = framemd5(&avi_cut.path);
     let avi_len = fs::metadata(&avi_cut.path).expect("stat").len();
     cut(&avi_cut.path, avi_len * 2 / 3 + 1);
-    // Put the AVI beside the MP4s: recovery handles both kinds in one folder.
-    let avi_path = dir.join(&avi_cut.name);
+    // Put the AVI beside the MP4s (under a sequence number of its own): recovery handles
+    // both kinds in one folder.
+    let avi_path = dir.join("20261121-110000_000800.avi");
     fs::rename(&avi_cut.path, &avi_path).expect("move avi");
 
     // A zero-byte segment, a garbage one, orphan metadata, a metadata temp file.
