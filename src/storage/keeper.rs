@@ -450,16 +450,14 @@ impl Keeper {
         }
         let after = self.usage();
         let over = after.total().saturating_add(headroom) > limits.footage;
-        if over && self.loop_segs.len() <= 1 {
-            if self.may_warn() {
-                warn!(
-                    "footage limit {} reached with no closed loop segment left to delete ({} locked, {} saved, {} open)",
-                    human(limits.footage),
-                    human(after.locked),
-                    human(after.saved),
-                    human(after.open)
-                );
-            }
+        if over && self.loop_segs.len() <= 1 && self.may_warn() {
+            warn!(
+                "footage limit {} reached with only the newest segment left in the loop ({} locked, {} saved, {} open)",
+                human(limits.footage),
+                human(after.locked),
+                human(after.saved),
+                human(after.open)
+            );
         }
     }
 
