@@ -916,3 +916,66 @@ pub fn run_writer(
     writer.status.update(|s| s.state = RecorderState::Stopped);
     writer.report.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mjpeg_frame(format: &Arc<StreamFormat>, i: i64, wall: SystemTime, t0: Instant) -> Frame {
+        let mut jpeg = vec![0xff, 0xd8];
+        jpeg.extend(std::iter::repeat_n(i as u8, 64));
+        jpeg.extend_from_slice(&[0xff, 0xd9]);
+        Frame {
+            data: jpeg,
+            keyframe: true,
+            pts: i * 3000,
+            dts: i * 3000,
+            captured: t0 + Duration::from_millis(i as u64 * 33),
+            wall,
+            format: format.clone(),
+            dropped_before: 0,
+        }
+    }
+
+    /// NTP sets the clock an hour ahead mid-segment: the segment ends at the next keyframe
+    /// and the next one starts with the new time; nothing is lost.
+    #[test]
+    fn a_clock_jump_starts_a_new_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = SegmentWriter::new(WriterSettings {
+            dir: dir.path().to_path_buf(),
+            segment_seconds: 60,
+            sync_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(10),
+            require_mount: false,
+        })
+        .expect("writer");
+        let format = Arc::new(StreamFormat {
+            codec: Codec::Mjpeg,
+            width: 64,
+            height: 48,
+            frame_rate: Some((30, 1)),
+            sps: Vec::new(),
+            pps: Vec::new(),
+        });
+        let t0 = Instant::now();
+        let wall0 = SystemTime::now();
+        for i in 0..40i64 {
+            let mut wall = wall0 + Duration::from_millis(i as u64 * 33);
+            if i >= 20 {
+                wall += Duration::from_secs(3600);
+            }
+            w.write(mjpeg_frame(&format, i, wall, t0));
+        }
+        w.close(CloseReason::EndOfInput, None);
+        let metas: Vec<SegmentMeta> = crate::storage::catalog::list(dir.path())
+            .expect("list")
+            .into_iter()
+            .filter_map(|e| e.meta)
+            .collect();
+        assert_eq!(metas.len(), 2, "{metas:?}");
+        assert_eq!(metas[0].close_reason, CloseReason::ClockJump);
+        assert_eq!(metas[0].frames + metas[1].frames, 40);
+        assert!(metas[1].start_unix_ms - metas[0].start_unix_ms >= 3_600_000);
+    }
+}

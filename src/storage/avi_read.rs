@@ -166,3 +166,74 @@ impl AviFile {
         Ok(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Codec, Frame, StreamFormat};
+    use crate::mux::avi::AviWriter;
+    use crate::mux::SegmentMuxer;
+    use std::sync::Arc;
+    use std::time::{Instant, SystemTime};
+
+    fn segment(path: &Path, frames: usize) {
+        let format = Arc::new(StreamFormat {
+            codec: Codec::Mjpeg,
+            width: 64,
+            height: 48,
+            frame_rate: Some((30, 1)),
+            sps: Vec::new(),
+            pps: Vec::new(),
+        });
+        let mut w = AviWriter::create(path, &format).expect("create");
+        for i in 0..frames {
+            let mut jpeg = vec![0xff, 0xd8];
+            jpeg.extend(std::iter::repeat_n(i as u8, 100 + i));
+            jpeg.extend_from_slice(&[0xff, 0xd9]);
+            w.push(&Frame {
+                data: jpeg,
+                keyframe: true,
+                pts: i as i64 * 3000,
+                dts: i as i64 * 3000,
+                captured: Instant::now(),
+                wall: SystemTime::now(),
+                format: format.clone(),
+                dropped_before: 0,
+            })
+            .expect("push");
+            if i % 5 == 4 {
+                w.flush(None).expect("flush");
+            }
+        }
+        Box::new(w).finish(None).expect("finish");
+    }
+
+    #[test]
+    fn reads_what_the_writer_wrote_and_every_truncation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.avi");
+        segment(&p, 20);
+        let whole = AviFile::open(&p).expect("open");
+        assert!(whole.finished);
+        assert_eq!(whole.chunks.len(), 20);
+        assert_eq!((whole.width, whole.height), (64, 48));
+        assert!((whole.fps() - 30.0).abs() < 0.01);
+        let bytes = std::fs::read(&p).expect("read");
+        let cut = dir.path().join("cut.avi");
+        for len in (0..bytes.len()).step_by(5) {
+            std::fs::write(&cut, &bytes[..len]).expect("write");
+            match AviFile::open(&cut) {
+                Ok(f) => {
+                    assert!(!f.finished, "cut at {len}");
+                    let complete = whole
+                        .chunks
+                        .iter()
+                        .filter(|c| c.offset + u64::from(c.size) <= len as u64)
+                        .count();
+                    assert_eq!(f.chunks.len(), complete, "cut at {len}");
+                }
+                Err(_) => assert!((len as u64) < HEADER_LEN, "cut at {len}"),
+            }
+        }
+    }
+}
