@@ -170,7 +170,9 @@ fn ready_after_first_frame_on_disk_watchdog_while_recording_stopping_on_sigterm(
 
     // Pings at a third of the 1.5 s timeout while the pattern records.
     assert!(
-        wait_until(scaled(10.0), || listener.count("WATCHDOG=1", Some(ready_at)) >= 4),
+        wait_until(scaled(10.0), || listener
+            .count("WATCHDOG=1", Some(ready_at))
+            >= 4),
         "fewer than 4 WATCHDOG=1 while recording:\n{}\nstderr:\n{}",
         listener.dump(),
         proc.stderr_text()
@@ -214,7 +216,10 @@ fn jpeg_frames(data: &[u8]) -> Vec<Vec<u8>> {
         .map(|(i, _)| i)
         .collect();
     starts.push(data.len());
-    starts.windows(2).map(|w| data[w[0]..w[1]].to_vec()).collect()
+    starts
+        .windows(2)
+        .map(|w| data[w[0]..w[1]].to_vec())
+        .collect()
 }
 
 #[test]
@@ -226,12 +231,20 @@ fn watchdog_pings_stop_when_frames_stop_and_end_of_input_says_stopping() {
     let frames = jpeg_frames(&data);
     assert!(frames.len() >= 60, "only {} frames", frames.len());
     let mut cmd = dashcam();
-    cmd.args(["run", "--source", "-", "--fps", "30", "--sync-interval", "0.3"])
-        .args(["--idle-timeout", "120", "--dir"])
-        .arg(&footage)
-        .env("NOTIFY_SOCKET", &listener.path)
-        .env("WATCHDOG_USEC", "1500000")
-        .stdin(Stdio::piped());
+    cmd.args([
+        "run",
+        "--source",
+        "-",
+        "--fps",
+        "30",
+        "--sync-interval",
+        "0.3",
+    ])
+    .args(["--idle-timeout", "120", "--dir"])
+    .arg(&footage)
+    .env("NOTIFY_SOCKET", &listener.path)
+    .env("WATCHDOG_USEC", "1500000")
+    .stdin(Stdio::piped());
     let mut proc = Proc::spawn(cmd);
     let mut stdin = proc.child.stdin.take().expect("stdin");
     // Two seconds of video at its real rate, then nothing (the pipe stays open).
@@ -289,7 +302,8 @@ fn watchdog_pings_stop_when_frames_stop_and_end_of_input_says_stopping() {
         // End of input: stdin closes here.
     });
     assert!(
-        wait_until(scaled(15.0), || listener.count("WATCHDOG=1", Some(resumed)) >= 2),
+        wait_until(scaled(15.0), || listener.count("WATCHDOG=1", Some(resumed))
+            >= 2),
         "WATCHDOG=1 did not resume with the frames:\n{}\nstderr:\n{}",
         listener.dump(),
         proc.stderr_text()

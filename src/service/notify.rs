@@ -7,6 +7,9 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
+/// Longest a notification may wait for room in the receiver's queue.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// One line of a notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
@@ -98,6 +101,9 @@ impl Notifier {
             }
         };
         let socket = UnixDatagram::unbound().map_err(err)?;
+        // A datagram send blocks while the receiver's queue is full: never for long, so a
+        // service manager that stops reading cannot wedge the recorder's threads.
+        socket.set_write_timeout(Some(SEND_TIMEOUT)).map_err(err)?;
         Ok(Notifier {
             target: Some((socket, target, addr.to_string())),
         })
