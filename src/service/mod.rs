@@ -54,7 +54,10 @@ pub fn start(
     });
     let lines: Option<Box<dyn GpioLines>> = if config.gpio.enabled {
         match CdevLines::open(&config.gpio) {
-            Ok(l) => Some(Box::new(l)),
+            Ok(l) => {
+                log::info!("GPIO role on: {l:?}");
+                Some(Box::new(l))
+            }
             Err(e) => {
                 error!("GPIO role off: {e}");
                 None
