@@ -276,8 +276,10 @@ check() {
 }
 deb_install() {
     [ -n "$deb_amd64" ] || deb_amd64=$(ls "$CARGO_TARGET_DIR"/debian-pi/amd64/*.deb)
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$deb_amd64" >"$LOGS/deb-install.log" 2>&1 ||
-        "${sudo[@]}" dpkg -i "$deb_amd64" >>"$LOGS/deb-install.log" 2>&1 ||
+    # Never a conffile prompt (a leftover install from an interrupted run).
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confnew \
+        "$deb_amd64" >"$LOGS/deb-install.log" 2>&1 ||
+        "${sudo[@]}" dpkg -i --force-confnew "$deb_amd64" >>"$LOGS/deb-install.log" 2>&1 ||
         { cat "$LOGS/deb-install.log" >&2; return 1; }
     local rc=0
     check test -x /usr/bin/dashcam || rc=1

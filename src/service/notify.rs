@@ -156,6 +156,16 @@ pub fn watchdog_timeout_from_env() -> Option<Duration> {
 
 /// `WATCHDOG_USEC` / `WATCHDOG_PID` as systemd sets them; `None` when absent, zero,
 /// malformed or meant for another process.
+///
+/// ```
+/// use std::time::Duration;
+/// use dashcam::service::notify::parse_watchdog;
+///
+/// // WatchdogSec=30 for process 42:
+/// assert_eq!(parse_watchdog("30000000", Some("42"), 42), Some(Duration::from_secs(30)));
+/// // The same variables inherited by a child process are not for it.
+/// assert_eq!(parse_watchdog("30000000", Some("42"), 43), None);
+/// ```
 pub fn parse_watchdog(usec: &str, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
     if let Some(pid) = pid {
         if pid.trim().parse::<u32>().ok()? != own_pid {
