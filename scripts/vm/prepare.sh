@@ -37,7 +37,7 @@ fi
 
 # --- kernel ---------------------------------------------------------------------------
 if [ ! -f "$work/kernel/vmlinux" ]; then
-    [ -n "$(apt-cache policy linux-image-amd64 2>/dev/null | grep Candidate)" ] || "${sudo[@]}" apt-get update -qq
+    apt-cache policy linux-image-amd64 2>/dev/null | grep -q 'Candidate: [0-9]' || "${sudo[@]}" apt-get update -qq
     pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
     [ -n "$pkg" ] || { log "cannot resolve the kernel package"; exit 1; }
     log "kernel package $pkg"
