@@ -185,7 +185,8 @@ mod tests {
         for (codec, keyframe_every) in [(Codec::Mjpeg, 1), (Codec::H264, 5)] {
             let (tx, rx) = crossbeam_channel::bounded(2);
             let stop = Arc::new(AtomicBool::new(false));
-            let capture = std::thread::spawn(move || run_capture(burst(codec, 40, keyframe_every), tx, stop));
+            let capture =
+                std::thread::spawn(move || run_capture(burst(codec, 40, keyframe_every), tx, stop));
             // Read nothing until capture is over: it must finish on its own.
             let report = capture.join().expect("capture thread");
             let received: Vec<Frame> = rx.try_iter().collect();

@@ -214,6 +214,17 @@ impl SegmentWriter {
         }
     }
 
+    /// The end: frames still waiting in RAM for the drive are lost; count and say so.
+    fn drop_ring(&mut self, why: &str) {
+        if let Some(stall) = self.stall.take() {
+            let n = stall.ring.len() as u64;
+            if n > 0 {
+                error!("{why} while the drive is unavailable: {n} frame(s) in RAM are lost");
+                self.report.frames_dropped += n;
+            }
+        }
+    }
+
     /// Whether the writer is waiting for the drive (full or gone).
     pub fn stalled(&self) -> bool {
         self.stall.is_some()
@@ -884,6 +895,7 @@ pub fn run_writer(
                     if writer.stalled() {
                         writer.try_resume();
                     }
+                    writer.drop_ring("the input ended");
                     writer.close(CloseReason::EndOfInput, None);
                     break;
                 }
@@ -898,13 +910,7 @@ pub fn run_writer(
                     if writer.stalled() {
                         writer.try_resume();
                     }
-                    if let Some(stall) = writer.stall.take() {
-                        let n = stall.ring.len() as u64;
-                        if n > 0 {
-                            error!("stopping while the drive is unavailable: {n} frame(s) in RAM are lost");
-                            writer.report.frames_dropped += n;
-                        }
-                    }
+                    writer.drop_ring("stopping");
                     writer.close(CloseReason::Stop, None);
                     writer.report.stopped = true;
                     break;
