@@ -134,7 +134,12 @@ fn truncated_keeps_all_complete_frames() {
     }
     let paths: Vec<&Path> = segs.iter().map(|s| s.path.as_path()).collect();
     let got = framemd5_all(&paths);
-    let ok = got.len() >= complete && got.len() <= trunc.len() && got[..] == trunc[..got.len()];
+    // The partial frame, if kept, is concealed by the decoder; ffmpeg's frame-threaded
+    // concealment of a broken picture is not deterministic from run to run, so only the
+    // complete frames are compared bit for bit.
+    let ok = got.len() >= complete
+        && got.len() <= trunc.len()
+        && got[..complete] == trunc[..complete];
     if !ok {
         p.push(format!(
             "segments decode to {} frames (first difference at {}); expected the {complete} complete frames, optionally followed by ffmpeg's concealed partial frame ({} in all)",
