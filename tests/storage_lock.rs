@@ -200,3 +200,35 @@ fn a_vanished_directory_costs_no_silent_frame() {
         "not the rest of the input, bit-exact"
     );
 }
+
+#[test]
+fn a_second_recorder_on_the_same_directory_is_refused() {
+    let tmp = tmpdir("second-recorder");
+    let dir = tmp.path().join("footage");
+    let rec = start(&dir, 2, &[]);
+    assert!(
+        wait_until(scaled(30.0), || closed(&dir) >= 1),
+        "{}",
+        rec.stderr_text()
+    );
+    let mut cmd = dashcam();
+    cmd.arg("run")
+        .arg("--source")
+        .arg(format!("file:{}", input("headers_once.h264").display()))
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--fast");
+    let out = run_to_end(cmd, scaled(30.0));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("another dashcam is recording"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rec.finish(scaled(60.0));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for s in segments(&dir) {
+        assert!(s.meta.is_some(), "{} was disturbed", s.name);
+        assert_eq!(probe_errors(&s.path), "", "{}", s.name);
+    }
+}

@@ -27,6 +27,7 @@ use crate::source::SourceSpec;
 use crate::storage::keeper::{self, KeeperSettings, StorageLink};
 use crate::storage::layout::Layout;
 use crate::storage::quota::QuotaSettings;
+use crate::storage::requests::DirLock;
 use crate::storage::{recovery, space};
 
 /// How a recording run ended.
@@ -66,7 +67,7 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         pool: Some(pool.clone()),
     };
     let source = open(&spec, &options).context("cannot open the source")?;
-    let storage = start_storage(config);
+    let storage = start_storage(config)?;
     let writer = SegmentWriter::new(WriterSettings {
         dir: config.dir.clone(),
         segment_seconds: config.segment_seconds,
@@ -175,10 +176,22 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
 
 /// Recovery of the footage directory, then the storage keeper thread. When the drive is
 /// not there yet (`require_mount`), the writer waits for it and recovers it itself.
-pub fn start_storage(config: &Config) -> Option<(StorageLink, thread::JoinHandle<()>)> {
+/// Refuses to start when another recorder holds the directory (recovering its open segment
+/// would cut it).
+pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::JoinHandle<()>)>> {
     let layout = Layout::new(&config.dir);
     let drive_ready = !config.require_mount || space::on_mounted_drive(&config.dir);
+    let mut dir_lock = None;
     if drive_ready && crate::storage::durable::create_dir_all_durable(&config.dir).is_ok() {
+        match DirLock::try_acquire(&layout) {
+            Ok(Some(l)) => dir_lock = Some(l),
+            Ok(None) => anyhow::bail!(
+                "another dashcam is recording into {} (it holds {})",
+                config.dir.display(),
+                layout.lock_file().display()
+            ),
+            Err(e) => warn!("cannot lock {}: {e}", layout.lock_file().display()),
+        }
         match recovery::recover(&layout) {
             Ok(r) => info!("{}", r.summary()),
             Err(e) => warn!("recovery of {}: {e}", config.dir.display()),
@@ -191,11 +204,11 @@ pub fn start_storage(config: &Config) -> Option<(StorageLink, thread::JoinHandle
         post_event: std::time::Duration::from_secs_f64(config.post_event_seconds),
         enforce: true,
     };
-    match keeper::spawn(settings) {
-        Ok(k) => Some(k),
+    match keeper::spawn(settings, dir_lock) {
+        Ok(k) => Ok(Some(k)),
         Err(e) => {
             log::error!("cannot start the storage keeper: {e}; recording without a quota");
-            None
+            Ok(None)
         }
     }
 }

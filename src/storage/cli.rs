@@ -130,7 +130,8 @@ fn keeper_request(config: &Config, layout: &Layout, request: Request) -> Result<
         post_event: Duration::from_secs_f64(config.post_event_seconds),
         enforce: false,
     };
-    let (link, handle) = keeper::spawn(settings).context("cannot start the storage keeper")?;
+    let (link, handle) =
+        keeper::spawn(settings, None).context("cannot start the storage keeper")?;
     let reply = link.request(request, ANSWER_WAIT);
     link.stop();
     let _ = handle.join();

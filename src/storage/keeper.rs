@@ -193,8 +193,12 @@ struct Keeper {
     drive_error_warned: bool,
 }
 
-/// Start the keeper thread. Builds the index from the files first.
-pub fn spawn(settings: KeeperSettings) -> std::io::Result<(StorageLink, JoinHandle<()>)> {
+/// Start the keeper thread (with the directory lock, when the caller took it already).
+/// Builds the index from the files first.
+pub fn spawn(
+    settings: KeeperSettings,
+    dir_lock: Option<DirLock>,
+) -> std::io::Result<(StorageLink, JoinHandle<()>)> {
     let (tx, rx) = unbounded();
     let open_bytes = Arc::new(AtomicU64::new(0));
     let mut keeper = Keeper {
@@ -212,7 +216,7 @@ pub fn spawn(settings: KeeperSettings) -> std::io::Result<(StorageLink, JoinHand
         clips: Vec::new(),
         clip_threads: Vec::new(),
         last_scan: None,
-        dir_lock: None,
+        dir_lock,
         rate: 0.0,
         rate_sample: None,
         written_closed: 0,
