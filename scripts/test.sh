@@ -6,7 +6,8 @@
 #   scripts/test.sh            everything
 #   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. -- --test signals)
 #
-# Environment: DASHCAM_RUNNER (run the binary under e.g. qemu-arm-static; see
+# Environment: SKIP_VM=1 / SKIP_PI=1 (leave out the VM power-cut stage / the Pi stage, for a
+# quick local run; CI runs everything), DASHCAM_RUNNER (run the binary under e.g. qemu-arm-static; see
 # tests/common/mod.rs), DASHCAM_TEST_INPUTS (inputs directory, default tests/inputs),
 # SKIP_APT=1 (never call apt-get).
 set -euo pipefail
@@ -54,6 +55,7 @@ step() {
     fi
 }
 
+all_start=$SECONDS
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 step inputs bash scripts/make-test-inputs.sh
@@ -63,6 +65,17 @@ else
     step test cargo test --no-fail-fast "${test_args[@]}"
 fi
 
+# Real power cuts, a full disk and a vanishing drive in a QEMU VM (storage keeper).
+if [ "${SKIP_VM:-0}" != 1 ]; then
+    step power-cut bash scripts/vm/power-cut.sh
+fi
+# The Pi Zero: ARMv6 build, the whole suite on an emulated ARM1176, readelf gates, dist
+# size, .debs, the systemd unit, the GPIO role on a real (simulated) GPIO chip in a VM.
+if [ "${SKIP_PI:-0}" != 1 ]; then
+    step pi bash scripts/pi/ci.sh
+fi
+
+echo "test.sh: $((SECONDS - all_start)) s in all" >&2
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "test.sh: FAILED: ${failed[*]}" >&2
     exit 1

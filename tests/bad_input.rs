@@ -137,9 +137,8 @@ fn truncated_keeps_all_complete_frames() {
     // The partial frame, if kept, is concealed by the decoder; ffmpeg's frame-threaded
     // concealment of a broken picture is not deterministic from run to run, so only the
     // complete frames are compared bit for bit.
-    let ok = got.len() >= complete
-        && got.len() <= trunc.len()
-        && got[..complete] == trunc[..complete];
+    let ok =
+        got.len() >= complete && got.len() <= trunc.len() && got[..complete] == trunc[..complete];
     if !ok {
         p.push(format!(
             "segments decode to {} frames (first difference at {}); expected the {complete} complete frames, optionally followed by ffmpeg's concealed partial frame ({} in all)",
