@@ -160,13 +160,26 @@ fn list(a: ListArgs) -> Result<()> {
         Some(d) => d,
         None => Config::load(a.config.as_deref())?.dir,
     };
-    let entries = catalog::list(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    // Loop segments, then locked ones, together in sequence order.
+    let mut entries: Vec<(bool, catalog::CatalogEntry)> = catalog::list(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .into_iter()
+        .map(|e| (false, e))
+        .collect();
+    let locked_dir = crate::storage::layout::Layout::new(&dir).locked();
+    if locked_dir.is_dir() {
+        let locked = catalog::list(&locked_dir)
+            .with_context(|| format!("cannot list {}", locked_dir.display()))?;
+        entries.extend(locked.into_iter().map(|e| (true, e)));
+    }
+    entries.sort_by_key(|(_, e)| e.sequence);
     if a.json {
         let rows: Vec<serde_json::Value> = entries
             .iter()
-            .map(|e| {
+            .map(|(locked, e)| {
                 serde_json::json!({
                     "file": e.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "folder": if *locked { "locked" } else { "loop" },
                     "sequence": e.sequence,
                     "bytes": e.bytes,
                     "metadata": e.meta,
@@ -178,18 +191,21 @@ fn list(a: ListArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<28} {:>6} {:>9} {:>7} {:>12} {:>10} {:>7} {:>7}  note",
+        "{:<35} {:>6} {:>9} {:>7} {:>12} {:>10} {:>7} {:>7}  note",
         "file", "codec", "size", "fps", "duration_s", "bytes", "frames", "dropped"
     );
-    for e in &entries {
-        let file = e
+    for (locked, e) in &entries {
+        let mut file = e
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if *locked {
+            file = format!("{}/{file}", crate::storage::layout::LOCKED);
+        }
         match &e.meta {
             Some(m) => println!(
-                "{:<28} {:>6} {:>9} {:>7.2} {:>12.3} {:>10} {:>7} {:>7}  {}",
+                "{:<35} {:>6} {:>9} {:>7.2} {:>12.3} {:>10} {:>7} {:>7}  {}",
                 file,
                 m.codec.name(),
                 format!("{}x{}", m.width, m.height),
@@ -205,7 +221,7 @@ fn list(a: ListArgs) -> Result<()> {
                 }
             ),
             None => println!(
-                "{:<28} {:>6} {:>9} {:>7} {:>12} {:>10} {:>7} {:>7}  {}",
+                "{:<35} {:>6} {:>9} {:>7} {:>12} {:>10} {:>7} {:>7}  {}",
                 file,
                 "?",
                 "?",
