@@ -174,7 +174,13 @@ fn a_vanished_directory_costs_no_silent_frame() {
     let out = rec.finish(scaled(60.0));
     let err = text(&out.stderr);
     assert_no_panic("run", &out);
-    assert!(err.contains("vanished"), "{}", last_lines(&err, 20));
+    // Depending on when the directory went (mid-segment or while opening the next one)
+    // the writer reports it as vanished or as the drive being unavailable.
+    assert!(
+        err.contains("vanished") || err.contains("drive unavailable"),
+        "{}",
+        last_lines(&err, 20)
+    );
     assert!(err.contains("writing again"), "{}", last_lines(&err, 20));
     // Recording went on in the directory made again, from a keyframe, every frame counted.
     let segs = segments(&dir);
