@@ -48,9 +48,10 @@ bash scripts/make-test-inputs.sh "$inputs" bench1080.h264
 input=$(cd "$inputs" && pwd)/bench1080.h264
 insize=$(stat -c %s "$input")
 
-echo "building: cargo build --release" >&2
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/dashcam
+# The binary that ships: the dist profile (LTO, one codegen unit, panic=abort, stripped).
+echo "building: cargo build --profile dist" >&2
+cargo build --profile dist --quiet
+bin=${CARGO_TARGET_DIR:-target}/dist/dashcam
 [ -x "$bin" ] || { echo "no binary at $bin" >&2; exit 1; }
 
 work=$(mktemp -d)

@@ -54,7 +54,7 @@ impl RunOutcome {
 
 pub fn run(config: &Config) -> Result<RunOutcome> {
     let spec = SourceSpec::parse(&config.source).map_err(anyhow::Error::msg)?;
-    let pool = BufferPool::new(8);
+    let pool = BufferPool::new(4);
     let options = SourceOptions {
         default_rate: (config.fps, 1),
         fast: config.fast,
@@ -92,7 +92,7 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
     let queue = if source.is_live() {
         config.queue_frames
     } else {
-        config.queue_frames.min(8)
+        config.queue_frames.min(4)
     };
     let (frame_tx, frame_rx) = bounded(queue);
     let (control_tx, control_rx) = bounded::<Control>(4);
