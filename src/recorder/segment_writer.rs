@@ -30,6 +30,7 @@ use crate::mux::{self, avi::AVI_MAX_BYTES, SegmentMuxer};
 use crate::recorder::status::{RecorderState, RecorderStatus};
 use crate::storage::keeper::StorageLink;
 use crate::storage::metadata::{self, CloseReason, SegmentMeta};
+use crate::storage::naming::file_name;
 use crate::storage::{durable, naming, recovery, space};
 
 /// Largest MP4 segment: stay under FAT32's 4 GiB − 1 file size.
@@ -869,12 +870,6 @@ fn identity_of(path: &Path) -> Option<(u64, u64)> {
 fn sequence_after(dir: &Path) -> std::io::Result<u64> {
     let layout = crate::storage::layout::Layout::new(dir);
     naming::next_sequence_in(&[dir, &layout.locked(), &layout.corrupt()])
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The writer thread: frames in until the input ends or a stop is requested.

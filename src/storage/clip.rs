@@ -29,6 +29,7 @@ use crate::storage::avi_read::AviFile;
 use crate::storage::layout::Layout;
 use crate::storage::metadata;
 use crate::storage::mp4_read::Mp4File;
+use crate::storage::naming::file_name;
 use crate::storage::{durable, naming, StorageError};
 
 /// The accepted time format (ISO 8601 local time).
@@ -432,12 +433,6 @@ pub fn default_output(layout: &Layout, from: SystemTime, to: SystemTime, ext: &s
         .map(|n| dir.join(format!("{base}_{n}.{ext}")))
         .find(|p| !p.exists())
         .unwrap_or(first)
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Feed the picked frames to a muxer, end to end on one timeline.

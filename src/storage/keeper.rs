@@ -23,6 +23,7 @@ use crate::storage::clip::{self, ClipRequest};
 use crate::storage::layout::Layout;
 use crate::storage::lock;
 use crate::storage::metadata::SegmentMeta;
+use crate::storage::naming::file_name;
 use crate::storage::quota::{self, LockedFull, QuotaSettings, Usage};
 use crate::storage::requests::{self, DirLock, Reply, Request};
 use crate::storage::space::{self, human};
@@ -231,12 +232,6 @@ pub fn spawn(
         .name("keeper".into())
         .spawn(move || keeper.run())?;
     Ok((StorageLink { tx, open_bytes }, handle))
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Sum of the sizes of the files directly in `dir`.

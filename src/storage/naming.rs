@@ -23,6 +23,13 @@ pub fn segment_stem(wall: SystemTime, seq: u64) -> String {
     )
 }
 
+/// The file name of `path` as text (lossy), empty when it has none: for logs and metadata.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// A parsed segment name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentName {

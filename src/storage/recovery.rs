@@ -30,6 +30,7 @@ use crate::storage::avi_read::{self, AviFile, AVIF_HASINDEX, MOVI_FOURCC_POS};
 use crate::storage::layout::Layout;
 use crate::storage::metadata::{self, CloseReason, SegmentMeta};
 use crate::storage::mp4_read::Mp4File;
+use crate::storage::naming::file_name;
 use crate::storage::{durable, naming, StorageError};
 
 /// What a recovery run did.
@@ -256,12 +257,6 @@ fn unique_in(dir: &Path, name: &str) -> PathBuf {
         .map(|n| dir.join(format!("{name}.{n}")))
         .find(|p| !p.exists())
         .unwrap_or(first)
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
