@@ -602,36 +602,24 @@ fn fps_mode_flag() -> &'static str {
 
 /// MD5 of every decoded video frame, in output order (`-f framemd5`, hash column only).
 pub fn framemd5(path: &Path) -> Vec<String> {
-    let out = tool_output(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-i"])
-            .arg(path)
-            .args(["-map", "0:v:0", fps_mode_flag(), "passthrough"])
-            .args(["-f", "framemd5", "-"]),
-    );
-    text(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.rsplit(',').next())
-        .map(|h| h.trim().to_string())
-        .collect()
+    framemd5_with(path, &[])
 }
 
 /// Like [`framemd5`], but frames keep their own size when the resolution changes
 /// (`-autoscale 0`; by default ffmpeg scales every frame to the first frame's size).
 pub fn framemd5_native_size(path: &Path) -> Vec<String> {
+    framemd5_with(path, &["-autoscale", "0"])
+}
+
+/// The frame hashes ffmpeg decodes from `path`, with `extra` output options.
+fn framemd5_with(path: &Path, extra: &[&str]) -> Vec<String> {
     let out = tool_output(
         Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-i"])
             .arg(path)
-            .args([
-                "-map",
-                "0:v:0",
-                "-autoscale",
-                "0",
-                fps_mode_flag(),
-                "passthrough",
-            ])
+            .args(["-map", "0:v:0"])
+            .args(extra)
+            .args([fps_mode_flag(), "passthrough"])
             .args(["-f", "framemd5", "-"]),
     );
     text(&out.stdout)
