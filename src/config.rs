@@ -94,10 +94,10 @@ pub enum SizeValue {
 
 impl SizeValue {
     /// Parse; `allow_percent` for `min_free`.
-    pub fn spec(&self, allow_percent: bool) -> Result<crate::storage::space::SizeSpec, String> {
+    pub fn spec(&self, allow_percent: bool) -> Result<crate::disk::space::SizeSpec, String> {
         match self {
-            SizeValue::Bytes(b) => Ok(crate::storage::space::SizeSpec::Bytes(*b)),
-            SizeValue::Text(t) => crate::storage::space::parse_size(t, allow_percent),
+            SizeValue::Bytes(b) => Ok(crate::disk::space::SizeSpec::Bytes(*b)),
+            SizeValue::Text(t) => crate::disk::space::parse_size(t, allow_percent),
         }
     }
 }
@@ -246,7 +246,7 @@ impl Config {
         const FREE_HELP: &str = "allowed: a size such as \"500M\" or a percentage such as \"5%\"";
         if let Some(v) = &self.max_size {
             match v.spec(false) {
-                Ok(crate::storage::space::SizeSpec::Bytes(b)) if b >= 1 << 20 => {}
+                Ok(crate::disk::space::SizeSpec::Bytes(b)) if b >= 1 << 20 => {}
                 Ok(_) => return bad("max_size", format!("is below 1M; {SIZE_HELP}")),
                 Err(e) => return bad("max_size", format!("is {e}; {SIZE_HELP}")),
             }
@@ -258,7 +258,7 @@ impl Config {
         }
         if let Some(v) = &self.min_free {
             match v.spec(true) {
-                Ok(crate::storage::space::SizeSpec::Percent(p)) if p > 90.0 => {
+                Ok(crate::disk::space::SizeSpec::Percent(p)) if p > 90.0 => {
                     return bad("min_free", format!("is {p}%; allowed: at most 90%"));
                 }
                 Ok(_) => {}

@@ -1,16 +1,33 @@
 //! dashcam: a crash-safe rolling recorder for the Raspberry Pi Zero.
 //!
-//! Roles, one thread each: a capture thread runs a [`source::Source`], a bounded channel
-//! carries [`frame::Frame`]s to the writer thread ([`recorder::segment_writer`]), which cuts
-//! the stream into segment files through a [`mux::SegmentMuxer`] and records each segment's
-//! metadata ([`storage::metadata`]).
+//! Layers, bottom up; a module uses only those below it:
+//!
+//! ```text
+//! frame, disk, state        the Frame, the footage drive's vocabulary, shared status/requests
+//! source, mux               where frames come from; containers that write, read and repair
+//! recorder                  capture loop and segment writer
+//! storage                   the footage core: catalog, quota, locks, clips, recovery
+//! service, gpio             roles beside the recorder (systemd, button/LED/ignition)
+//! config, app               configuration; the composition root that wires the threads
+//! cli                       the command line
+//! ```
+//!
+//! Only what the integration tests use is public.
 
-pub mod cli;
+pub mod app;
+pub(crate) mod cli;
 pub mod config;
-pub mod frame;
+pub(crate) mod disk;
+pub(crate) mod frame;
 pub mod gpio;
-pub mod mux;
-pub mod recorder;
+pub(crate) mod mux;
+pub(crate) mod recorder;
 pub mod service;
-pub mod source;
-pub mod storage;
+pub(crate) mod source;
+pub mod state;
+pub(crate) mod storage;
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    cli::main()
+}

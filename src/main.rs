@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(dashcam::cli::main());
+    std::process::exit(dashcam::main());
 }

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use dashcam::app::roles::start_with;
+use dashcam::app::AfterRun;
 use dashcam::config::Config;
 use dashcam::gpio::{Edge, GpioError, GpioLines, Input};
-use dashcam::recorder::segment_writer::Control;
-use dashcam::recorder::status::{RecorderState, RecorderStatus};
 use dashcam::service::notify::Notifier;
-use dashcam::service::{start_with, AfterRun};
+use dashcam::state::control::Control;
+use dashcam::state::status::{RecorderState, RecorderStatus};
 
 /// Lines driven by the test: edges pushed through a channel, levels set directly, LED
 /// levels recorded with their times.

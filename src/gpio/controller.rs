@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::state::control::StopReason;
+
 /// An input line of the role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -20,15 +22,6 @@ pub enum Input {
 pub struct Edge {
     pub input: Input,
     pub active: bool,
-}
-
-/// Why the GPIO role asked the recorder to stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// The button was held for `long_press_seconds`.
-    LongPress,
-    /// The ignition stayed off for `stop_delay`.
-    IgnitionOff,
 }
 
 /// A request to the recorder.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::service::health::Health;
+use crate::state::health::Health;
 
 /// Half a blink period (2 Hz blinking).
 pub const BLINK_HALF: Duration = Duration::from_millis(250);

@@ -17,9 +17,9 @@ use super::config::GpioConfig;
 use super::controller::{Controller, Input, Request, StopReason};
 use super::led;
 use super::lines::GpioLines;
-use crate::recorder::segment_writer::Control;
-use crate::recorder::status::RecorderStatus;
-use crate::service::health::judge;
+use crate::state::control::Control;
+use crate::state::health::judge;
+use crate::state::status::RecorderStatus;
 
 /// What the role shares with the rest of the recorder.
 #[derive(Clone)]
@@ -29,7 +29,7 @@ pub struct RoleLinks {
     pub stop: Arc<AtomicBool>,
     /// Set when this role stopped the recorder, and why.
     pub stop_reason: Arc<Mutex<Option<StopReason>>>,
-    /// See [`crate::service::health::progress_window`].
+    /// See [`crate::state::health::progress_window`].
     pub window: Duration,
 }
 

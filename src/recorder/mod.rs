@@ -1,11 +1,9 @@
-//! The recording pipeline: a capture thread, a bounded channel, a writer thread.
+//! The recorder: the capture loop ([`capture`]) that pulls frames from a source and the
+//! writer ([`segment_writer`]) that cuts them into segment files and makes them durable.
 //!
-//! [`run`] wires the roles together, installs the SIGINT/SIGTERM handling and reports how
-//! the run ended. It owns no file format and no cut policy (see [`segment_writer`]).
+//! It knows sources, containers and the footage directory's vocabulary (`disk`), never the
+//! footage core above it: the writer reports to it and asks it for room through
+//! [`segment_writer::FootageLink`], which the composition root connects.
 
 pub mod capture;
-pub mod pipeline;
 pub mod segment_writer;
-pub mod status;
-
-pub use pipeline::{run, RunOutcome};

@@ -25,13 +25,13 @@ use chrono::{DateTime, Local};
 use crossbeam_channel::{select, Receiver};
 use log::{error, info, warn};
 
+use crate::disk::metadata::{self, CloseReason, SegmentMeta};
+use crate::disk::naming::file_name;
+use crate::disk::{durable, naming, space};
 use crate::frame::{BufferPool, Codec, Frame, StreamFormat, TIMESCALE};
 use crate::mux::{self, avi::AVI_MAX_BYTES, SegmentMuxer};
-use crate::recorder::status::{RecorderState, RecorderStatus};
-use crate::storage::keeper::StorageLink;
-use crate::storage::metadata::{self, CloseReason, SegmentMeta};
-use crate::storage::naming::file_name;
-use crate::storage::{durable, naming, recovery, space};
+use crate::state::control::Control;
+use crate::state::status::{RecorderState, RecorderStatus};
 
 /// Largest MP4 segment: stay under FAT32's 4 GiB − 1 file size.
 pub const MP4_MAX_BYTES: u64 = (4 << 30) - 1;
@@ -51,6 +51,28 @@ pub const CLOCK_JUMP: Duration = Duration::from_secs(5);
 const MIN_RESUME_FREE: u64 = 4 << 20;
 /// How long the writer waits for the keeper to free space.
 const MAKE_ROOM_WAIT: Duration = Duration::from_secs(3);
+/// How long the writer waits for the footage core to recover a drive that came back.
+const DRIVE_BACK_WAIT: Duration = Duration::from_secs(30);
+
+/// The writer's line to the footage core above it (quota, locks, recovery), implemented
+/// there and connected by the composition root. Every call but [`FootageLink::make_room`]
+/// and [`FootageLink::drive_back`] returns at once.
+pub trait FootageLink: Send {
+    /// A segment file was created (it is open and growing).
+    fn opened(&self, path: &Path, start: SystemTime);
+    /// The open segment was closed (`meta` is `None` when it could not be finished).
+    fn closed(&self, path: &Path, meta: Option<SegmentMeta>);
+    /// Bytes of the open segment on disk so far (cheap; called per fragment).
+    fn set_open_bytes(&self, bytes: u64);
+    /// The disk is full: delete the oldest loop segments, at least `need` bytes when
+    /// possible. Waits at most `timeout`; returns the bytes freed.
+    fn make_room(&self, need: u64, timeout: Duration) -> u64;
+    /// The drive is back after it was gone: repair what a cut left and re-index. Waits at
+    /// most `timeout`; true when done.
+    fn drive_back(&self, timeout: Duration) -> bool;
+    /// Event lock now (button, web page).
+    fn event_lock(&self);
+}
 
 #[derive(Clone, Debug)]
 pub struct WriterSettings {
@@ -60,16 +82,6 @@ pub struct WriterSettings {
     pub idle_timeout: Duration,
     /// Refuse to write unless `dir` is on a mounted drive (not the root file system).
     pub require_mount: bool,
-}
-
-/// Requests to the writer thread from other roles.
-#[derive(Debug)]
-pub enum Control {
-    /// Close the open segment completely and end the thread.
-    Stop,
-    /// Event lock now (a button, a G-sensor): lock the current segment, the previous one,
-    /// and the next when the event falls in the last `post_event_seconds`.
-    LockNow,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,8 +163,8 @@ pub struct SegmentWriter {
     unsynced_frames: u64,
     /// Where frame buffers go back to the capture side once written.
     pool: Option<BufferPool>,
-    /// The storage keeper (quota, locks); `None` when running without one.
-    storage: Option<StorageLink>,
+    /// The footage core (quota, locks, recovery); `None` when running without one.
+    storage: Option<Box<dyn FootageLink>>,
     stall: Option<Stall>,
 }
 
@@ -202,7 +214,7 @@ impl SegmentWriter {
     }
 
     /// Report to (and get room from) the storage keeper.
-    pub fn with_storage(mut self, link: StorageLink) -> SegmentWriter {
+    pub fn with_storage(mut self, link: Box<dyn FootageLink>) -> SegmentWriter {
         self.storage = Some(link);
         self
     }
@@ -243,10 +255,6 @@ impl SegmentWriter {
         self
     }
 
-    pub fn status(&self) -> &Arc<RecorderStatus> {
-        &self.status
-    }
-
     /// The open segment's buffered frames reached the disk.
     fn synced(&mut self) {
         let n = std::mem::take(&mut self.unsynced_frames);
@@ -264,10 +272,6 @@ impl SegmentWriter {
             s.state = RecorderState::Error;
             s.last_error = Some(message);
         });
-    }
-
-    pub fn report(&self) -> &WriterReport {
-        &self.report
     }
 
     /// Record one frame.
@@ -453,14 +457,7 @@ impl SegmentWriter {
                 self.pending_dropped += lost;
                 self.status.update(|s| s.current_segment = None);
                 self.error_status(format!("closing {name}: {e}"));
-                // Leave a valid file: finish it from what is durable, when the drive allows.
-                match recovery::repair_segment(&seg.path, None) {
-                    Ok(m) => info!(
-                        "{name} finished after the error: {} frames, {:.3} s",
-                        m.frames, m.duration_s
-                    ),
-                    Err(re) => warn!("{name} left as cut (recovery repairs it later): {re}"),
-                }
+                // The footage core finishes it from what is durable (it owns closed files).
                 if let Some(link) = &self.storage {
                     link.closed(&seg.path, None);
                 }
@@ -785,17 +782,15 @@ impl SegmentWriter {
             return;
         };
         if kind == Trouble::Gone {
-            // The drive may have been swapped or cut mid-write: repair and re-index first.
-            match recovery::recover(&crate::storage::layout::Layout::new(&self.settings.dir)) {
-                Ok(r) if r.changed() => info!("{}", r.summary()),
-                Ok(_) => {}
-                Err(e) => warn!("recovery after the drive came back: {e}"),
+            // The drive may have been swapped or cut mid-write: the footage core repairs and
+            // re-indexes it first (it alone changes the footage directory).
+            if let Some(link) = &self.storage {
+                if !link.drive_back(DRIVE_BACK_WAIT) {
+                    warn!("the footage core did not finish recovering the drive in time");
+                }
             }
             if let Ok(n) = sequence_after(&self.settings.dir) {
                 self.next_sequence = self.next_sequence.max(n);
-            }
-            if let Some(link) = &self.storage {
-                link.rescan();
             }
         }
         info!(
@@ -868,7 +863,7 @@ fn identity_of(path: &Path) -> Option<(u64, u64)> {
 
 /// One past the highest sequence in the footage directory, `locked/` and `corrupt/`.
 fn sequence_after(dir: &Path) -> std::io::Result<u64> {
-    let layout = crate::storage::layout::Layout::new(dir);
+    let layout = crate::disk::layout::Layout::new(dir);
     naming::next_sequence_in(&[dir, &layout.locked(), &layout.corrupt()])
 }
 

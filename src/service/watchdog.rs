@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
-use super::health::{judge, Health};
 use super::notify::{Notifier, State};
-use crate::gpio::StopReason;
-use crate::recorder::status::RecorderStatus;
+use crate::state::control::StopReason;
+use crate::state::health::{judge, Health};
+use crate::state::status::RecorderStatus;
 
 #[derive(Clone, Debug)]
 pub struct WatchdogSettings {
@@ -24,7 +24,7 @@ pub struct WatchdogSettings {
     pub poll: Duration,
     /// systemd's watchdog timeout (`WATCHDOG_USEC`); `None`: no WATCHDOG=1 pings.
     pub watchdog: Option<Duration>,
-    /// See [`super::health::progress_window`].
+    /// See [`crate::state::health::progress_window`].
     pub window: Duration,
 }
 

@@ -32,6 +32,7 @@ pub struct AccessUnit {
     pub display_index_in_gop: Option<i64>,
     pub format: Arc<StreamFormat>,
     /// Input offset of the access unit's first NAL unit.
+    #[allow(dead_code)] // TODO(issue 7): used or removed by the container/fuzz work
     pub offset: u64,
 }
 
@@ -111,11 +112,6 @@ impl AccessUnitAssembler {
     /// Pictures dropped so far because they could not be decoded.
     pub fn skipped_pictures(&self) -> u64 {
         self.skipped
-    }
-
-    /// The current stream format, once an SPS and PPS have been seen.
-    pub fn format(&self) -> Option<&Arc<StreamFormat>> {
-        self.format.as_ref()
     }
 
     /// Feed one NAL unit (header byte first). `au` is the AVCC buffer of the access unit

@@ -22,10 +22,6 @@ impl Pacer {
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Sleep until the frame with decode time `dts` (stream ticks) is due.
     pub fn wait_for(&mut self, dts: i64) {
         if !self.enabled {

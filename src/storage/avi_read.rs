@@ -6,6 +6,8 @@
 //! reports where the last complete chunk ends. It never writes; repairing is
 //! [`super::recovery`]'s job.
 
+#![allow(dead_code)] // TODO(issue 7): moves into mux/, unused parts removed
+
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::storage::metadata::{self, SegmentMeta};
-use crate::storage::naming;
+use crate::disk::metadata::{self, SegmentMeta};
+use crate::disk::naming;
 
 #[derive(Debug)]
 pub struct CatalogEntry {

@@ -21,16 +21,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
 use serde::Serialize;
 
+use crate::disk::layout::Layout;
+use crate::disk::metadata;
+use crate::disk::naming::file_name;
+use crate::disk::{durable, naming};
 use crate::frame::{Codec, Frame, StreamFormat, TIMESCALE};
 use crate::mux::avi::AviWriter;
 use crate::mux::fmp4::Fmp4Writer;
 use crate::mux::SegmentMuxer;
 use crate::storage::avi_read::AviFile;
-use crate::storage::layout::Layout;
-use crate::storage::metadata;
 use crate::storage::mp4_read::Mp4File;
-use crate::storage::naming::file_name;
-use crate::storage::{durable, naming, StorageError};
+use crate::storage::StorageError;
 
 /// The accepted time format (ISO 8601 local time).
 pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
@@ -336,8 +337,8 @@ pub fn make_clip(
         if payload > b {
             return Err(StorageError::Refused(format!(
                 "the clip needs about {} but locked and saved footage may only grow by {} (locked_max_percent)",
-                crate::storage::space::human(payload),
-                crate::storage::space::human(b)
+                crate::disk::space::human(payload),
+                crate::disk::space::human(b)
             )));
         }
     }

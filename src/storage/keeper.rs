@@ -19,15 +19,16 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use log::{error, info, warn};
 
+use crate::disk::layout::Layout;
+use crate::disk::metadata::SegmentMeta;
+use crate::disk::naming;
+use crate::disk::naming::file_name;
+use crate::disk::space::{self, human};
 use crate::storage::clip::{self, ClipRequest};
-use crate::storage::layout::Layout;
 use crate::storage::lock;
-use crate::storage::metadata::SegmentMeta;
-use crate::storage::naming::file_name;
 use crate::storage::quota::{self, LockedFull, QuotaSettings, Usage};
 use crate::storage::requests::{self, DirLock, Reply, Request};
-use crate::storage::space::{self, human};
-use crate::storage::{naming, StorageError};
+use crate::storage::StorageError;
 
 /// How often the keeper checks the quota and the request folder.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -74,6 +75,11 @@ pub enum KeeperMsg {
     },
     /// The drive came back (or changed): rebuild the index now.
     Rescan,
+    /// The drive came back after it was gone: recover it (repair segments a cut left),
+    /// then rebuild the index; answer when done.
+    DriveBack {
+        reply: Sender<()>,
+    },
     Stop,
 }
 
@@ -145,6 +151,15 @@ impl StorageLink {
 
     pub fn rescan(&self) {
         let _ = self.tx.send(KeeperMsg::Rescan);
+    }
+
+    /// Recover the drive that came back and re-index; waits at most `timeout`.
+    pub fn drive_back(&self, timeout: Duration) -> bool {
+        let (reply, rx) = bounded(1);
+        if self.tx.send(KeeperMsg::DriveBack { reply }).is_err() {
+            return false;
+        }
+        rx.recv_timeout(timeout).is_ok()
     }
 
     pub fn stop(&self) {
@@ -300,6 +315,16 @@ impl Keeper {
             KeeperMsg::Rescan => {
                 self.take_dir_lock();
                 self.rescan();
+            }
+            KeeperMsg::DriveBack { reply } => {
+                match crate::storage::recovery::recover(&self.settings.layout) {
+                    Ok(r) if r.changed() => info!("{}", r.summary()),
+                    Ok(_) => {}
+                    Err(e) => warn!("recovery after the drive came back: {e}"),
+                }
+                self.take_dir_lock();
+                self.rescan();
+                let _ = reply.send(());
             }
             KeeperMsg::Stop => {}
         }
@@ -518,14 +543,22 @@ impl Keeper {
             self.lock_open_on_close && self.open.as_ref().is_some_and(|(s, _, _)| *s == seq);
         self.open = None;
         self.lock_open_on_close = false;
-        let bytes = lock::segment_bytes(&path);
-        self.written_closed = self.written_closed.saturating_add(bytes);
         if !path.exists() {
             return;
         }
         if meta.is_none() {
-            warn!("{} closed without metadata", path.display());
+            // The writer could not finish it: finish it from what is durable.
+            let name = file_name(&path);
+            match crate::storage::recovery::repair_segment(&path, None) {
+                Ok(m) => info!(
+                    "{name} finished after the error: {} frames, {:.3} s",
+                    m.frames, m.duration_s
+                ),
+                Err(e) => warn!("{name} left as cut (recovery repairs it at the next start): {e}"),
+            }
         }
+        let bytes = lock::segment_bytes(&path);
+        self.written_closed = self.written_closed.saturating_add(bytes);
         self.loop_segs.insert(
             seq,
             Entry {
@@ -789,5 +822,26 @@ impl Keeper {
             let (req, _) = self.clips.remove(i);
             self.start_clip(req);
         }
+    }
+}
+
+impl crate::recorder::segment_writer::FootageLink for StorageLink {
+    fn opened(&self, path: &Path, start: SystemTime) {
+        StorageLink::opened(self, path, start);
+    }
+    fn closed(&self, path: &Path, meta: Option<SegmentMeta>) {
+        StorageLink::closed(self, path, meta);
+    }
+    fn set_open_bytes(&self, bytes: u64) {
+        StorageLink::set_open_bytes(self, bytes);
+    }
+    fn make_room(&self, need: u64, timeout: Duration) -> u64 {
+        StorageLink::make_room(self, need, timeout)
+    }
+    fn drive_back(&self, timeout: Duration) -> bool {
+        StorageLink::drive_back(self, timeout)
+    }
+    fn event_lock(&self) {
+        StorageLink::event_lock(self);
     }
 }

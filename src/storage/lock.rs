@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::storage::layout::Layout;
-use crate::storage::{durable, metadata, naming, StorageError};
+use crate::disk::layout::Layout;
+use crate::disk::{durable, metadata, naming};
+use crate::storage::StorageError;
 
 /// Where a segment is.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,19 +8,13 @@
 
 pub mod avi_read;
 pub mod catalog;
-pub mod cli;
 pub mod clip;
-pub mod durable;
 pub mod keeper;
-pub mod layout;
 pub mod lock;
-pub mod metadata;
 pub mod mp4_read;
-pub mod naming;
 pub mod quota;
 pub mod recovery;
 pub mod requests;
-pub mod space;
 
 use std::path::Path;
 

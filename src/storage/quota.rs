@@ -29,7 +29,7 @@ pub struct QuotaSettings {
     pub max_percent: Option<f64>,
     /// `None`: 5 % of the file system or 500 MiB, whichever is larger (at most half the
     /// file system, so a small card can still record).
-    pub min_free: Option<crate::storage::space::SizeSpec>,
+    pub min_free: Option<crate::disk::space::SizeSpec>,
     pub locked_max_percent: f64,
     pub locked_full: LockedFull,
 }
@@ -160,7 +160,7 @@ pub fn locked_rotations(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::space::SizeSpec;
+    use crate::disk::space::SizeSpec;
 
     const G: u64 = 1 << 30;
     const M: u64 = 1 << 20;

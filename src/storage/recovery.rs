@@ -24,14 +24,15 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use chrono::{DateTime, Local};
 use log::{info, warn};
 
+use crate::disk::layout::Layout;
+use crate::disk::metadata::{self, CloseReason, SegmentMeta};
+use crate::disk::naming::file_name;
+use crate::disk::{durable, naming};
 use crate::frame::{Codec, TIMESCALE};
 use crate::mux::mp4_boxes::{self, TfraEntry};
 use crate::storage::avi_read::{self, AviFile, AVIF_HASINDEX, MOVI_FOURCC_POS};
-use crate::storage::layout::Layout;
-use crate::storage::metadata::{self, CloseReason, SegmentMeta};
 use crate::storage::mp4_read::Mp4File;
-use crate::storage::naming::file_name;
-use crate::storage::{durable, naming, StorageError};
+use crate::storage::StorageError;
 
 /// What a recovery run did.
 #[derive(Debug, Default, Clone)]

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::storage::layout::Layout;
-use crate::storage::{durable, StorageError};
+use crate::disk::durable;
+use crate::disk::layout::Layout;
+use crate::storage::StorageError;
 
 /// What a command asks the recorder to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

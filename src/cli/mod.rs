@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use argh::FromArgs;
 
 use crate::config::Config;
-use crate::recorder;
+
+mod storage;
+
 use crate::storage::catalog;
 
 /// dashcam: a crash-safe rolling recorder for the Raspberry Pi Zero.
@@ -25,10 +27,10 @@ pub enum Command {
     Run(RunArgs),
     List(ListArgs),
     CheckConfig(CheckConfigArgs),
-    Lock(crate::storage::cli::LockArgs),
-    Unlock(crate::storage::cli::UnlockArgs),
-    Clip(crate::storage::cli::ClipArgs),
-    Recover(crate::storage::cli::RecoverArgs),
+    Lock(storage::LockArgs),
+    Unlock(storage::UnlockArgs),
+    Clip(storage::ClipArgs),
+    Recover(storage::RecoverArgs),
 }
 
 /// Record: read the source and write rolling segment files.
@@ -99,10 +101,10 @@ pub fn main() -> i32 {
         Command::Run(a) => run(a),
         Command::List(a) => list(a).map(|()| 0),
         Command::CheckConfig(a) => check_config(a).map(|()| 0),
-        Command::Lock(a) => crate::storage::cli::lock(a),
-        Command::Unlock(a) => crate::storage::cli::unlock(a),
-        Command::Clip(a) => crate::storage::cli::clip(a),
-        Command::Recover(a) => crate::storage::cli::recover(a),
+        Command::Lock(a) => storage::lock(a),
+        Command::Unlock(a) => storage::unlock(a),
+        Command::Clip(a) => storage::clip(a),
+        Command::Recover(a) => storage::recover(a),
     };
     match result {
         Ok(code) => code,
@@ -146,8 +148,8 @@ fn run(a: RunArgs) -> Result<i32> {
         .validate()
         .map_err(|(key, msg)| anyhow::anyhow!("command line: {key} {msg}"))?;
     let outcome = loop {
-        let outcome = recorder::run(&config)?;
-        if outcome.after != crate::service::AfterRun::RecordAgain {
+        let outcome = crate::app::run(&config)?;
+        if outcome.after != crate::app::AfterRun::RecordAgain {
             break outcome;
         }
         log::info!("recording again");
@@ -166,7 +168,7 @@ fn list(a: ListArgs) -> Result<()> {
         .into_iter()
         .map(|e| (false, e))
         .collect();
-    let locked_dir = crate::storage::layout::Layout::new(&dir).locked();
+    let locked_dir = crate::disk::layout::Layout::new(&dir).locked();
     if locked_dir.is_dir() {
         let locked = catalog::list(&locked_dir)
             .with_context(|| format!("cannot list {}", locked_dir.display()))?;
@@ -201,7 +203,7 @@ fn list(a: ListArgs) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if *locked {
-            file = format!("{}/{file}", crate::storage::layout::LOCKED);
+            file = format!("{}/{file}", crate::disk::layout::LOCKED);
         }
         match &e.meta {
             Some(m) => println!(

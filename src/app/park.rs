@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
-use super::notify::{Notifier, State};
 use crate::gpio::shutdown::run_shutdown_command;
 use crate::gpio::{GpioLines, Input, StopReason};
+use crate::service::notify::{Notifier, State};
 
 /// What the process does after a recording run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -15,20 +15,20 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::Config;
+use crate::disk::layout::Layout;
+use crate::disk::space;
 use crate::frame::BufferPool;
 use crate::recorder::capture::{run_capture, CaptureReport};
-use crate::recorder::segment_writer::{
-    run_writer, Control, SegmentWriter, WriterReport, WriterSettings,
-};
-use crate::recorder::status::RecorderStatus;
+use crate::recorder::segment_writer::{run_writer, SegmentWriter, WriterReport, WriterSettings};
 use crate::source::open::{open, SourceOptions};
 use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
+use crate::state::control::Control;
+use crate::state::status::RecorderStatus;
 use crate::storage::keeper::{self, KeeperSettings, StorageLink};
-use crate::storage::layout::Layout;
 use crate::storage::quota::QuotaSettings;
+use crate::storage::recovery;
 use crate::storage::requests::DirLock;
-use crate::storage::{recovery, space};
 
 /// How a recording run ended.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ pub struct RunOutcome {
     /// `None` when the capture thread was left blocked in a read after a stop.
     pub capture: Option<CaptureReport>,
     /// Whether to record again (the GPIO role stopped this run and was asked to resume).
-    pub after: crate::service::AfterRun,
+    pub after: crate::app::AfterRun,
 }
 
 impl RunOutcome {
@@ -78,7 +78,7 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
     let status = Arc::new(RecorderStatus::default());
     let mut writer = writer.with_status(status.clone()).with_pool(pool);
     if let Some((link, _)) = &storage {
-        writer = writer.with_storage(link.clone());
+        writer = writer.with_storage(Box::new(link.clone()));
     }
     info!(
         "recording {} into {} ({} s segments)",
@@ -98,7 +98,7 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
     let (control_tx, control_rx) = bounded::<Control>(4);
     let stop = Arc::new(AtomicBool::new(false));
     // systemd notification and the GPIO role (src/service, src/gpio).
-    let roles = crate::service::start(config, &status, &control_tx, &stop);
+    let roles = crate::app::roles::start(config, &status, &control_tx, &stop);
 
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     let signal_handle = signals.handle();
@@ -182,7 +182,7 @@ pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::Joi
     let layout = Layout::new(&config.dir);
     let drive_ready = !config.require_mount || space::on_mounted_drive(&config.dir);
     let mut dir_lock = None;
-    if drive_ready && crate::storage::durable::create_dir_all_durable(&config.dir).is_ok() {
+    if drive_ready && crate::disk::durable::create_dir_all_durable(&config.dir).is_ok() {
         match DirLock::try_acquire(&layout) {
             Ok(Some(l)) => dir_lock = Some(l),
             Ok(None) => anyhow::bail!(

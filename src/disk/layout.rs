@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::storage::durable;
+use crate::disk::durable;
 
 pub const LOCKED: &str = "locked";
 pub const SAVED: &str = "saved";

@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 
 use crate::config::Config;
+use crate::disk::layout::Layout;
 use crate::storage::clip::{self, ClipRequest};
 use crate::storage::keeper::{self, KeeperSettings};
-use crate::storage::layout::Layout;
 use crate::storage::recovery;
 use crate::storage::requests::{self, Reply, Request};
 
@@ -126,7 +126,7 @@ fn keeper_request(config: &Config, layout: &Layout, request: Request) -> Result<
     }
     let settings = KeeperSettings {
         layout: layout.clone(),
-        quota: crate::recorder::pipeline::quota_settings(config),
+        quota: crate::app::pipeline::quota_settings(config),
         post_event: Duration::from_secs_f64(config.post_event_seconds),
         enforce: false,
     };

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::recorder::status::{RecorderState, StatusSnapshot};
+use crate::state::status::{RecorderState, StatusSnapshot};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -58,7 +58,7 @@ pub fn judge(s: &StatusSnapshot, now: Instant, window: Duration) -> Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recorder::status::RecorderStatus;
+    use crate::state::status::RecorderStatus;
 
     fn snap(f: impl FnOnce(&mut StatusSnapshot)) -> StatusSnapshot {
         let s = RecorderStatus::default();
