@@ -87,6 +87,24 @@ pub struct Frame {
     pub dropped_before: u32,
 }
 
+/// What the capture thread hands to the writer: frames, and the fact that the source went
+/// away or came back (a camera unplugged, a camera process that died, an RTSP server that
+/// dropped the connection). Frames sent before a [`Captured::SourceLost`] are written
+/// before it is acted on: the channel keeps their order.
+#[derive(Debug)]
+#[allow(dead_code)] // TODO(issue 10): the camera sources send SourceLost and SourceBack
+pub enum Captured {
+    Frame(Frame),
+    /// The source is gone since `at` (wall time), for the reason in words. The open
+    /// segment is closed whole (`source_lost`); the recorder waits for the source.
+    SourceLost {
+        at: SystemTime,
+        why: String,
+    },
+    /// The source is back: the next keyframe starts a new segment.
+    SourceBack,
+}
+
 /// Frame buffers travelling back from the writer to the capture thread, so that the hot
 /// path does not allocate (and page-fault in) a fresh buffer for every frame.
 ///

@@ -34,6 +34,8 @@ pub enum CloseReason {
     ClockJump,
     /// Cut by a crash or power loss and repaired at the next start.
     Recovered,
+    /// The source went away (camera unplugged, camera process died, stream dropped).
+    SourceLost,
 }
 
 impl CloseReason {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use log::{error, warn};
 
-use crate::frame::{Codec, Frame};
+use crate::frame::{Captured, Codec};
 use crate::source::{Source, SourceError};
 
 /// How long a live source may wait for room in the queue before the frame is dropped.
@@ -36,7 +36,7 @@ pub struct CaptureReport {
 
 pub fn run_capture(
     mut source: Box<dyn Source>,
-    frames: Sender<Frame>,
+    frames: Sender<Captured>,
     stop: Arc<AtomicBool>,
 ) -> CaptureReport {
     let mut report = CaptureReport::default();
@@ -81,13 +81,13 @@ pub fn run_capture(
         let codec = frame.format.codec;
 
         let sent = if live {
-            match frames.send_timeout(frame, LIVE_SEND_WAIT) {
+            match frames.send_timeout(Captured::Frame(frame), LIVE_SEND_WAIT) {
                 Ok(()) => true,
                 Err(SendTimeoutError::Timeout(_)) => false,
                 Err(SendTimeoutError::Disconnected(_)) => break,
             }
         } else {
-            match frames.send(frame) {
+            match frames.send(Captured::Frame(frame)) {
                 Ok(()) => true,
                 Err(_) => break,
             }
@@ -123,7 +123,7 @@ pub fn run_capture(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::StreamFormat;
+    use crate::frame::{Frame, StreamFormat};
     use std::time::SystemTime;
 
     /// A live source that produces `left` frames as fast as it is asked, every
@@ -189,7 +189,13 @@ mod tests {
                 std::thread::spawn(move || run_capture(burst(codec, 40, keyframe_every), tx, stop));
             // Read nothing until capture is over: it must finish on its own.
             let report = capture.join().expect("capture thread");
-            let received: Vec<Frame> = rx.try_iter().collect();
+            let received: Vec<Frame> = rx
+                .try_iter()
+                .filter_map(|c| match c {
+                    Captured::Frame(f) => Some(f),
+                    _ => None,
+                })
+                .collect();
             assert_eq!(report.frames_sent as usize, received.len(), "{codec:?}");
             assert_eq!(report.frames_sent + report.frames_dropped, 40, "{codec:?}");
             assert!(report.frames_dropped > 0, "{codec:?}");

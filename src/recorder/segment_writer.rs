@@ -28,7 +28,7 @@ use log::{error, info, warn};
 use crate::disk::metadata::{self, CloseReason, SegmentMeta};
 use crate::disk::naming::file_name;
 use crate::disk::{durable, naming, space};
-use crate::frame::{BufferPool, Codec, Frame, StreamFormat, TIMESCALE};
+use crate::frame::{BufferPool, Captured, Codec, Frame, StreamFormat, TIMESCALE};
 use crate::mux::{self, avi::AVI_MAX_BYTES, SegmentMuxer};
 use crate::state::control::Control;
 use crate::state::status::{RecorderState, RecorderStatus};
@@ -819,6 +819,19 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// The source went away: close the open segment whole and say so in the status.
+    pub fn source_lost(&mut self, at: SystemTime, why: String) {
+        warn!("source lost: {why}");
+        self.close(CloseReason::SourceLost, None);
+        self.status.update(|s| s.source_lost = Some((at, why)));
+    }
+
+    /// The source is back: the next keyframe starts a new segment.
+    pub fn source_back(&mut self) {
+        info!("source back");
+        self.status.update(|s| s.source_lost = None);
+    }
+
     /// Note a wall-clock jump (NTP, GPS): the segment is cut at the next keyframe.
     fn note_clock(&mut self, frame: &Frame) {
         let Some(seg) = self.open.as_mut() else {
@@ -870,7 +883,7 @@ fn sequence_after(dir: &Path) -> std::io::Result<u64> {
 /// The writer thread: frames in until the input ends or a stop is requested.
 pub fn run_writer(
     mut writer: SegmentWriter,
-    frames: Receiver<Frame>,
+    frames: Receiver<Captured>,
     control: Receiver<Control>,
 ) -> WriterReport {
     loop {
@@ -880,7 +893,9 @@ pub fn run_writer(
             .unwrap_or(Duration::from_secs(3600));
         select! {
             recv(frames) -> msg => match msg {
-                Ok(frame) => writer.write(frame),
+                Ok(Captured::Frame(frame)) => writer.write(frame),
+                Ok(Captured::SourceLost { at, why }) => writer.source_lost(at, why),
+                Ok(Captured::SourceBack) => writer.source_back(),
                 Err(_) => {
                     if writer.stalled() {
                         writer.try_resume();
@@ -894,8 +909,12 @@ pub fn run_writer(
                 Ok(Control::LockNow) => writer.lock_now(),
                 Ok(Control::Stop) | Err(_) => {
                     // What is already queued was captured: keep it.
-                    while let Ok(frame) = frames.try_recv() {
-                        writer.write(frame);
+                    while let Ok(msg) = frames.try_recv() {
+                        match msg {
+                            Captured::Frame(frame) => writer.write(frame),
+                            Captured::SourceLost { at, why } => writer.source_lost(at, why),
+                            Captured::SourceBack => writer.source_back(),
+                        }
                     }
                     if writer.stalled() {
                         writer.try_resume();

@@ -37,6 +37,8 @@ pub struct StatusSnapshot {
     /// When the writer last received a frame.
     pub last_frame: Option<Instant>,
     pub last_error: Option<String>,
+    /// Since when the source has been gone (camera unplugged, process died), and why.
+    pub source_lost: Option<(std::time::SystemTime, String)>,
 }
 
 #[derive(Debug)]
@@ -56,6 +58,7 @@ impl Default for RecorderStatus {
                 last_sync: None,
                 last_frame: None,
                 last_error: None,
+                source_lost: None,
             }),
         }
     }
