@@ -25,7 +25,8 @@ use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
 use crate::state::control::Control;
 use crate::state::status::RecorderStatus;
-use crate::storage::keeper::{self, KeeperSettings, StorageLink};
+use crate::storage::footage::FootageSettings;
+use crate::storage::keeper::{self, StorageLink};
 use crate::storage::quota::QuotaSettings;
 use crate::storage::recovery;
 use crate::storage::requests::DirLock;
@@ -174,22 +175,32 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
     })
 }
 
-/// Recovery of the footage directory, then the storage keeper thread. When the drive is
-/// not there yet (`require_mount`), the writer waits for it and recovers it itself.
-/// Refuses to start when another recorder holds the directory (recovering its open segment
-/// would cut it).
+/// Recovery of the footage directory, then the keeper thread around the footage core.
+/// When the drive is not there yet (`require_mount`), the writer waits for it and the
+/// keeper recovers it when it is back. Refuses to start when `dir` is not a directory, or
+/// when another recorder holds it (recovering its open segment would cut it).
 pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::JoinHandle<()>)>> {
     let layout = Layout::new(&config.dir);
+    if config.dir.exists() && !config.dir.is_dir() {
+        return Err(crate::storage::error::FootageError::invalid(format!(
+            "{} is not a directory",
+            config.dir.display()
+        ))
+        .into());
+    }
     let drive_ready = !config.require_mount || space::on_mounted_drive(&config.dir);
     let mut dir_lock = None;
     if drive_ready && crate::disk::durable::create_dir_all_durable(&config.dir).is_ok() {
         match DirLock::try_acquire(&layout) {
             Ok(Some(l)) => dir_lock = Some(l),
-            Ok(None) => anyhow::bail!(
-                "another dashcam is recording into {} (it holds {})",
-                config.dir.display(),
-                layout.lock_file().display()
-            ),
+            Ok(None) => {
+                return Err(crate::storage::error::FootageError::conflict(format!(
+                    "another dashcam is recording into {} (it holds {})",
+                    config.dir.display(),
+                    layout.lock_file().display()
+                ))
+                .into())
+            }
             Err(e) => warn!("cannot lock {}: {e}", layout.lock_file().display()),
         }
         match recovery::recover(&layout) {
@@ -197,14 +208,7 @@ pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::Joi
             Err(e) => warn!("recovery of {}: {e}", config.dir.display()),
         }
     }
-    let quota = quota_settings(config);
-    let settings = KeeperSettings {
-        layout,
-        quota,
-        post_event: std::time::Duration::from_secs_f64(config.post_event_seconds),
-        enforce: true,
-    };
-    match keeper::spawn(settings, dir_lock) {
+    match keeper::spawn(footage_settings(config, true), dir_lock) {
         Ok(k) => Ok(Some(k)),
         Err(e) => {
             log::error!("cannot start the storage keeper: {e}; recording without a quota");
@@ -213,8 +217,19 @@ pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::Joi
     }
 }
 
+/// The footage core's settings of a configuration; `enforce`: keep the quota by deleting
+/// loop segments (the running recorder only).
+pub fn footage_settings(config: &Config, enforce: bool) -> FootageSettings {
+    FootageSettings {
+        layout: Layout::new(&config.dir),
+        quota: quota_settings(config),
+        post_event: std::time::Duration::from_secs_f64(config.post_event_seconds),
+        enforce,
+    }
+}
+
 /// The quota settings of a configuration.
-pub fn quota_settings(config: &Config) -> QuotaSettings {
+fn quota_settings(config: &Config) -> QuotaSettings {
     QuotaSettings {
         max_size: config.max_size.as_ref().and_then(|v| match v.spec(false) {
             Ok(space::SizeSpec::Bytes(b)) => Some(b),

@@ -1,18 +1,19 @@
 //! The command line: `dashcam run | list | check-config`.
 //!
 //! It owns argument parsing (argh), merging flags over the config file, logging set-up and
-//! turning errors into messages and exit codes. It holds no recording logic.
+//! turning errors into messages and exit codes ([`exit`]). It holds no recording logic.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use argh::FromArgs;
 
 use crate::config::Config;
 
+mod exit;
 mod storage;
 
-use crate::storage::catalog;
+use crate::storage::catalog::{self, Folder};
 
 /// dashcam: a crash-safe rolling recorder for the Raspberry Pi Zero.
 #[derive(FromArgs, Debug)]
@@ -96,7 +97,7 @@ pub struct CheckConfigArgs {
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args: Args = argh::from_env();
+    let args: Args = exit::parse_args();
     let result = match args.command {
         Command::Run(a) => run(a),
         Command::List(a) => list(a).map(|()| 0),
@@ -110,7 +111,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("dashcam: error: {e:#}");
-            1
+            exit::code_of(&e)
         }
     }
 }
@@ -158,30 +159,16 @@ fn run(a: RunArgs) -> Result<i32> {
 }
 
 fn list(a: ListArgs) -> Result<()> {
-    let dir = match a.dir {
-        Some(d) => d,
-        None => Config::load(a.config.as_deref())?.dir,
-    };
-    // Loop segments, then locked ones, together in sequence order.
-    let mut entries: Vec<(bool, catalog::CatalogEntry)> = catalog::list(&dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .into_iter()
-        .map(|e| (false, e))
-        .collect();
-    let locked_dir = crate::disk::layout::Layout::new(&dir).locked();
-    if locked_dir.is_dir() {
-        let locked = catalog::list(&locked_dir)
-            .with_context(|| format!("cannot list {}", locked_dir.display()))?;
-        entries.extend(locked.into_iter().map(|e| (true, e)));
-    }
-    entries.sort_by_key(|(_, e)| e.sequence);
+    let (_config, layout) = storage::setup(a.dir, a.config)?;
+    // Loop segments and locked ones, together in sequence order.
+    let entries = catalog::list_segments(&layout)?;
     if a.json {
         let rows: Vec<serde_json::Value> = entries
             .iter()
-            .map(|(locked, e)| {
+            .map(|(folder, e)| {
                 serde_json::json!({
                     "file": e.path.file_name().map(|n| n.to_string_lossy().into_owned()),
-                    "folder": if *locked { "locked" } else { "loop" },
+                    "folder": folder,
                     "sequence": e.sequence,
                     "bytes": e.bytes,
                     "metadata": e.meta,
@@ -196,13 +183,13 @@ fn list(a: ListArgs) -> Result<()> {
         "{:<35} {:>6} {:>9} {:>7} {:>12} {:>10} {:>7} {:>7}  note",
         "file", "codec", "size", "fps", "duration_s", "bytes", "frames", "dropped"
     );
-    for (locked, e) in &entries {
+    for (folder, e) in &entries {
         let mut file = e
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if *locked {
+        if *folder == Folder::Locked {
             file = format!("{}/{file}", crate::disk::layout::LOCKED);
         }
         match &e.meta {

@@ -1,23 +1,27 @@
 //! The storage commands: `dashcam lock | unlock | clip | recover`.
 //!
-//! When a recorder runs on the directory (it holds the directory lock), lock and unlock go
-//! to its storage keeper as request files; otherwise they are done here with a one-off
-//! keeper that checks the locked quota but deletes nothing else. Clips are cut here
-//! directly (the async variant asks the running recorder to cut once the segment in
-//! progress has closed). It owns argument handling and messages only.
+//! When a recorder runs on the directory (it holds the directory lock), lock, unlock and
+//! `clip --async` go to its footage core as request files; otherwise this process takes
+//! the directory lock and opens the footage core itself for the one command (no thread;
+//! it checks the locked quota but deletes no loop segment). Clips without `--async` are
+//! cut here directly. Errors keep their kind, which [`super::exit`] turns into the exit
+//! code. It owns argument handling and messages only.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use argh::FromArgs;
 
+use super::exit::UsageError;
+use crate::app::pipeline::footage_settings;
 use crate::config::Config;
 use crate::disk::layout::Layout;
 use crate::storage::clip::{self, ClipRequest};
-use crate::storage::keeper::{self, KeeperSettings};
+use crate::storage::error::FootageError;
+use crate::storage::footage::Footage;
 use crate::storage::recovery;
-use crate::storage::requests::{self, Reply, Request};
+use crate::storage::requests::{self, DirLock, Outcome, Request};
 
 /// How long a command waits for the running recorder's answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(15);
@@ -26,8 +30,9 @@ const ANSWER_WAIT: Duration = Duration::from_secs(15);
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "lock")]
 pub struct LockArgs {
-    /// event lock: the segment being recorded, the previous one, and the next one when the
-    /// event is in the last post_event_seconds (needs a running recorder)
+    /// event lock: the previous segment now, the segment being written when it closes,
+    /// and every following segment that starts within post_event_seconds of the event
+    /// (needs a running recorder)
     #[argh(switch)]
     pub now: bool,
     /// segment to lock: file name, stem or sequence number
@@ -96,79 +101,75 @@ pub struct RecoverArgs {
     pub config: Option<PathBuf>,
 }
 
-fn setup(dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<(Config, Layout)> {
+/// The configuration (with `--dir` over it) and its footage directory, which must exist.
+pub(super) fn setup(dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<(Config, Layout)> {
     let mut config = Config::load(config.as_deref())?;
     if let Some(d) = dir {
         config.dir = d;
     }
-    if !config.dir.is_dir() {
-        bail!("footage directory {} does not exist", config.dir.display());
+    let dir = &config.dir;
+    if !dir.exists() {
+        return Err(FootageError::not_found(format!(
+            "footage directory {} does not exist",
+            dir.display()
+        ))
+        .into());
     }
-    let layout = Layout::new(&config.dir);
+    if !dir.is_dir() {
+        return Err(FootageError::invalid(format!("{} is not a directory", dir.display())).into());
+    }
+    let layout = Layout::new(dir);
     Ok((config, layout))
 }
 
-fn print_reply(reply: Reply) -> i32 {
-    if reply.ok {
-        println!("{}", reply.message);
-        0
-    } else {
-        eprintln!("dashcam: error: {}", reply.message);
-        1
-    }
-}
-
-/// Ask the running recorder, or do it here with a one-off keeper.
-fn keeper_request(config: &Config, layout: &Layout, request: Request) -> Result<i32> {
-    if requests::recorder_running(layout) {
-        let reply = requests::submit(layout, &request, ANSWER_WAIT)?;
-        return Ok(print_reply(reply));
-    }
-    let settings = KeeperSettings {
-        layout: layout.clone(),
-        quota: crate::app::pipeline::quota_settings(config),
-        post_event: Duration::from_secs_f64(config.post_event_seconds),
-        enforce: false,
+/// Ask the running recorder, or do it here with the footage core (holding the directory
+/// lock meanwhile, so that no recorder starts in between).
+fn footage_request(config: &Config, layout: &Layout, request: Request) -> Result<Outcome> {
+    let lock =
+        DirLock::try_acquire(layout).map_err(|e| FootageError::io(&layout.lock_file(), &e))?;
+    let Some(_lock) = lock else {
+        return Ok(requests::submit(layout, &request, ANSWER_WAIT)?);
     };
-    let (link, handle) =
-        keeper::spawn(settings, None).context("cannot start the storage keeper")?;
-    let reply = link.request(request, ANSWER_WAIT);
-    link.stop();
-    let _ = handle.join();
-    Ok(print_reply(reply))
+    if request == Request::LockNow {
+        return Err(FootageError::conflict(format!(
+            "no recorder is running on {}: `lock --now` locks around the segment being recorded; name a segment instead (`dashcam lock NAME`)",
+            layout.root.display()
+        ))
+        .into());
+    }
+    let mut footage = Footage::open(footage_settings(config, false));
+    Ok(footage.handle(request, SystemTime::now())?)
 }
 
 pub fn lock(a: LockArgs) -> Result<i32> {
-    let (config, layout) = setup(a.dir, a.config)?;
     let request = match (a.now, a.name) {
-        (true, None) => {
-            if !requests::recorder_running(&layout) {
-                bail!(
-                    "no recorder is running on {}: `lock --now` locks around the segment being recorded; name a segment instead (`dashcam lock NAME`)",
-                    layout.root.display()
-                );
-            }
-            Request::LockNow
-        }
+        (true, None) => Request::LockNow,
         (false, Some(name)) => Request::Lock { name },
-        (true, Some(_)) => bail!("give either --now or a segment name, not both"),
-        (false, None) => bail!("give --now (event lock) or a segment name"),
+        (true, Some(_)) => {
+            return Err(UsageError("give either --now or a segment name, not both".into()).into())
+        }
+        (false, None) => {
+            return Err(UsageError("give --now (event lock) or a segment name".into()).into())
+        }
     };
-    keeper_request(&config, &layout, request)
+    let (config, layout) = setup(a.dir, a.config)?;
+    let outcome = footage_request(&config, &layout, request)?;
+    println!("{}", outcome.message);
+    Ok(0)
 }
 
 pub fn unlock(a: UnlockArgs) -> Result<i32> {
     let (config, layout) = setup(a.dir, a.config)?;
-    keeper_request(&config, &layout, Request::Unlock { name: a.name })
+    let outcome = footage_request(&config, &layout, Request::Unlock { name: a.name })?;
+    println!("{}", outcome.message);
+    Ok(0)
 }
 
 pub fn clip(a: ClipArgs) -> Result<i32> {
-    let (_config, layout) = setup(a.dir, a.config)?;
+    let (config, layout) = setup(a.dir, a.config)?;
     let from = clip::parse_local(&a.from).context("--from")?;
     let to = clip::parse_local(&a.to).context("--to")?;
-    if from > to {
-        bail!("--from {} is after --to {}", a.from, a.to);
-    }
+    clip::check_range(from, to)?;
     if a.asynchronous && requests::recorder_running(&layout) {
         let output = match a.output {
             Some(p) => Some(
@@ -179,7 +180,7 @@ pub fn clip(a: ClipArgs) -> Result<i32> {
             ),
             None => None,
         };
-        let reply = requests::submit(
+        let outcome = requests::submit(
             &layout,
             &Request::Clip {
                 from: a.from,
@@ -189,25 +190,19 @@ pub fn clip(a: ClipArgs) -> Result<i32> {
             },
             ANSWER_WAIT,
         )?;
-        if reply.ok {
-            for f in &reply.files {
-                println!("{f}");
-            }
-            eprintln!("{}", reply.message);
-            return Ok(0);
+        for f in &outcome.files {
+            println!("{f}");
         }
-        return Ok(print_reply(reply));
+        eprintln!("{}", outcome.message);
+        return Ok(0);
     }
-    let info = clip::make_clip(
-        &layout,
-        &ClipRequest {
-            from,
-            to,
-            output: a.output,
-            metadata: a.metadata,
-        },
-        None,
-    )?;
+    let footage = Footage::open(footage_settings(&config, false));
+    let info = footage.cut_clip(ClipRequest {
+        from,
+        to,
+        output: a.output,
+        metadata: a.metadata,
+    })?;
     println!("{}", info.path.display());
     eprintln!(
         "{} frames, {:.3} s from {} ({} segment(s)), starting {}",
@@ -222,15 +217,16 @@ pub fn clip(a: ClipArgs) -> Result<i32> {
 
 pub fn recover(a: RecoverArgs) -> Result<i32> {
     let (_config, layout) = setup(a.dir, a.config)?;
-    let Some(_lock) = requests::DirLock::try_acquire(&layout)
-        .with_context(|| format!("cannot lock {}", layout.lock_file().display()))?
-    else {
-        bail!(
+    let lock =
+        DirLock::try_acquire(&layout).map_err(|e| FootageError::io(&layout.lock_file(), &e))?;
+    let Some(_lock) = lock else {
+        return Err(FootageError::conflict(format!(
             "a recorder is running on {}: it recovered the directory when it started",
             layout.root.display()
-        );
+        ))
+        .into());
     };
-    let report = recovery::recover(&layout)?;
+    let report = recovery::recover(&layout).map_err(FootageError::from)?;
     println!("{}", report.summary());
     for line in report
         .repaired

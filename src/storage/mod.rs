@@ -1,14 +1,29 @@
-//! What is on the drive: segment names, per-segment metadata, durable writes, listing, and
-//! the storage keeper that keeps the drive inside its quota.
+//! The footage core: what dashcam keeps on the drive and what it does with it.
+//!
+//! - [`footage`]: [`footage::Footage`], the synchronous core that owns the catalog, the
+//!   quota, locks (and the event lock), clips and deletion; every request answers a
+//!   [`error::FootageError`] with its [`error::ErrorKind`] on failure;
+//! - [`keeper`]: the thread around it while a recorder runs, and the [`keeper::StorageLink`]
+//!   the writer (through `FootageLink`) and the phone page reach it by;
+//! - [`requests`]: the request and reply files of `dashcam lock|unlock|clip --async`, and
+//!   the directory lock that says a recorder runs;
+//! - pure decisions: [`quota`] (limits, what to delete, lock rotation), [`clip::select`]
+//!   (which frames a time range takes), `footage::events` and `footage::clips`;
+//! - file work: [`catalog`] (the index, listings), [`lock`] (moves and deletions),
+//!   [`clip`] (cutting), [`recovery`] with the container readers [`mp4_read`] and
+//!   [`avi_read`].
 //!
 //! Files on the drive are the truth. Nothing here keeps state that could disagree with the
-//! directory for long: the keeper's index is rebuilt from the files at start and rescanned
+//! directory for long: the index is rebuilt from the files at start and rescanned
 //! regularly; recovery repairs what a power cut left; locking moves files; clips are new
-//! files in `saved/`.
+//! files in `saved/`. The command line uses the core directly for a one-off command (no
+//! thread); only the running recorder's keeper deletes loop segments.
 
 pub mod avi_read;
 pub mod catalog;
 pub mod clip;
+pub mod error;
+pub mod footage;
 pub mod keeper;
 pub mod lock;
 pub mod mp4_read;
@@ -16,30 +31,4 @@ pub mod quota;
 pub mod recovery;
 pub mod requests;
 
-use std::path::Path;
-
-/// Errors of the storage roles, each naming the file or directory concerned.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {what}")]
-    Unreadable { path: String, what: String },
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    NotFound(String),
-}
-
-impl StorageError {
-    pub fn io(path: &Path, source: std::io::Error) -> StorageError {
-        StorageError::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-}
+pub use error::StorageError;

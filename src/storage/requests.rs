@@ -4,8 +4,10 @@
 //! The running recorder holds an exclusive `flock` on `DIR/.dashcam.lock` (which also keeps
 //! a second recorder out of the directory). A command that can take that lock itself knows
 //! no recorder runs and acts on the files directly; otherwise it drops a request file
-//! `DIR/.requests/ID.req` (written atomically) and waits for the keeper's answer
-//! `ID.rep`. It never touches segments; the keeper does.
+//! `DIR/.requests/ID.req` (JSON, written atomically) and waits for the keeper's answer
+//! `ID.rep`: `{"ok": true, "message": ..., "files": [...]}`, or `{"ok": false, "kind":
+//! "not_found", "message": ...}` with the [`ErrorKind`]'s name. It never touches segments;
+//! the footage core does.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,14 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::disk::durable;
 use crate::disk::layout::Layout;
-use crate::storage::StorageError;
+use crate::storage::error::{ErrorKind, FootageError};
 
-/// What a command asks the recorder to do.
+/// What a command asks the footage core to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    /// Event lock: the current segment, the previous one, and the next when the event falls
-    /// in the last `post_event_seconds` of the current one.
+    /// Event lock: the previous segment now, the segment being written when it closes, and
+    /// every following segment that starts within `post_event_seconds` of the event.
     LockNow,
     Lock {
         name: String,
@@ -31,7 +33,12 @@ pub enum Request {
     Unlock {
         name: String,
     },
-    /// Cut a clip once the segment in progress has closed (the async variant).
+    /// Delete a closed loop segment or a saved clip (a locked one must be unlocked first).
+    Delete {
+        name: String,
+    },
+    /// Cut a clip once the segment in progress has closed (the async variant). Times are
+    /// local, `YYYY-MM-DDTHH:MM:SS`.
     Clip {
         from: String,
         to: String,
@@ -42,29 +49,67 @@ pub enum Request {
     },
 }
 
-/// The recorder's answer.
+/// What a request did, when it worked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// For a person: what was done (or will be).
+    pub message: String,
+    /// Files concerned (locked segments, the clip to come), by file name or path.
+    pub files: Vec<String>,
+}
+
+impl Outcome {
+    pub fn new(message: impl Into<String>, files: Vec<String>) -> Outcome {
+        Outcome {
+            message: message.into(),
+            files,
+        }
+    }
+}
+
+/// The answer as it travels in a reply file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     pub ok: bool,
+    /// Why it failed (absent when `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ErrorKind>,
     pub message: String,
     /// Files concerned (locked segments, the clip to come).
     #[serde(default)]
     pub files: Vec<String>,
 }
 
-impl Reply {
-    pub fn ok(message: impl Into<String>, files: Vec<String>) -> Reply {
-        Reply {
-            ok: true,
-            message: message.into(),
-            files,
+impl From<Result<Outcome, FootageError>> for Reply {
+    fn from(r: Result<Outcome, FootageError>) -> Reply {
+        match r {
+            Ok(o) => Reply {
+                ok: true,
+                kind: None,
+                message: o.message,
+                files: o.files,
+            },
+            Err(e) => Reply {
+                ok: false,
+                kind: Some(e.kind),
+                message: e.message,
+                files: Vec::new(),
+            },
         }
     }
-    pub fn err(message: impl Into<String>) -> Reply {
-        Reply {
-            ok: false,
-            message: message.into(),
-            files: Vec::new(),
+}
+
+impl Reply {
+    /// Back to a result; a failure without a kind (an older recorder) counts as
+    /// [`ErrorKind::Io`].
+    pub fn into_result(self) -> Result<Outcome, FootageError> {
+        if self.ok {
+            Ok(Outcome::new(self.message, self.files))
+        } else {
+            Err(FootageError::new(
+                self.kind.unwrap_or(ErrorKind::Io),
+                self.message,
+            ))
         }
     }
 }
@@ -112,35 +157,41 @@ fn request_id() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
-/// Send `request` to the running recorder and wait up to `timeout` for its answer.
+/// Send `request` to the running recorder and wait up to `timeout` for its answer (no
+/// answer in time: [`ErrorKind::Busy`]).
 pub fn submit(
     layout: &Layout,
     request: &Request,
     timeout: Duration,
-) -> Result<Reply, StorageError> {
+) -> Result<Outcome, FootageError> {
     let dir = layout.requests();
-    layout.ensure(&dir).map_err(|e| StorageError::io(&dir, e))?;
+    layout
+        .ensure(&dir)
+        .map_err(|e| FootageError::io(&dir, &e))?;
     let id = request_id();
     let req = dir.join(format!("{id}.req"));
     let rep = dir.join(format!("{id}.rep"));
-    let body = serde_json::to_vec(request).map_err(|e| StorageError::Refused(e.to_string()))?;
-    durable::write_atomic(&req, &body).map_err(|e| StorageError::io(&req, e))?;
+    let body = serde_json::to_vec(request).map_err(|e| FootageError::invalid(e.to_string()))?;
+    durable::write_atomic(&req, &body).map_err(|e| FootageError::io(&req, &e))?;
     let deadline = Instant::now() + timeout;
     loop {
         match std::fs::read(&rep) {
             Ok(bytes) => {
                 let _ = std::fs::remove_file(&rep);
-                return serde_json::from_slice(&bytes).map_err(|e| StorageError::Unreadable {
-                    path: rep.display().to_string(),
-                    what: e.to_string(),
-                });
+                let reply: Reply = serde_json::from_slice(&bytes).map_err(|e| {
+                    FootageError::new(
+                        ErrorKind::Io,
+                        format!("{}: not a reply: {e}", rep.display()),
+                    )
+                })?;
+                return reply.into_result();
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StorageError::io(&rep, e)),
+            Err(e) => return Err(FootageError::io(&rep, &e)),
         }
         if Instant::now() >= deadline {
             let _ = std::fs::remove_file(&req);
-            return Err(StorageError::Refused(format!(
+            return Err(FootageError::busy(format!(
                 "the recorder on {} did not answer within {} s",
                 layout.root.display(),
                 timeout.as_secs()
@@ -171,7 +222,12 @@ pub fn take_pending(layout: &Layout) -> Vec<(Request, PathBuf)> {
         let _ = std::fs::remove_file(&path);
         match parsed {
             Ok(r) => out.push((r, reply_to)),
-            Err(e) => answer(&reply_to, &Reply::err(format!("bad request {name}: {e}"))),
+            Err(e) => answer(
+                &reply_to,
+                &Reply::from(Err(FootageError::invalid(format!(
+                    "bad request {name}: {e}"
+                )))),
+            ),
         }
     }
     out
@@ -195,5 +251,90 @@ pub fn clear_stale(layout: &Layout) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_carry_the_kind() {
+        let ok = Reply::from(Ok(Outcome::new("locked a.mp4", vec!["a.mp4".into()])));
+        let json = serde_json::to_string(&ok).expect("json");
+        assert_eq!(
+            json,
+            r#"{"ok":true,"message":"locked a.mp4","files":["a.mp4"]}"#
+        );
+        let err = Reply::from(Err(FootageError::conflict("a.mp4 is locked already")));
+        let json = serde_json::to_string(&err).expect("json");
+        assert_eq!(
+            json,
+            r#"{"ok":false,"kind":"conflict","message":"a.mp4 is locked already","files":[]}"#
+        );
+        let back: Reply = serde_json::from_str(&json).expect("parse");
+        assert_eq!(
+            back.into_result().map_err(|e| e.kind),
+            Err(ErrorKind::Conflict)
+        );
+        // A reply of an older recorder, without a kind.
+        let old: Reply =
+            serde_json::from_str(r#"{"ok":false,"message":"no segment"}"#).expect("parse");
+        assert_eq!(old.into_result().map_err(|e| e.kind), Err(ErrorKind::Io));
+    }
+
+    #[test]
+    fn requests_keep_their_wire_form() {
+        for (r, json) in [
+            (Request::LockNow, r#"{"op":"lock_now"}"#),
+            (
+                Request::Lock { name: "7".into() },
+                r#"{"op":"lock","name":"7"}"#,
+            ),
+            (
+                Request::Delete { name: "7".into() },
+                r#"{"op":"delete","name":"7"}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&r).expect("json"), json);
+            assert_eq!(serde_json::from_str::<Request>(json).expect("parse"), r);
+        }
+        let clip: Request =
+            serde_json::from_str(r#"{"op":"clip","from":"a","to":"b"}"#).expect("parse");
+        assert!(matches!(
+            clip,
+            Request::Clip {
+                output: None,
+                metadata: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_bad_request_file_is_answered_invalid_and_no_answer_is_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path());
+        std::fs::create_dir(layout.requests()).expect("requests");
+        std::fs::write(layout.requests().join("x.req"), b"{\"op\":\"dance\"}").expect("req");
+        assert!(take_pending(&layout).is_empty());
+        let rep: Reply = serde_json::from_slice(
+            &std::fs::read(layout.requests().join("x.rep")).expect("answered"),
+        )
+        .expect("reply");
+        assert_eq!(rep.kind, Some(ErrorKind::Invalid));
+        assert!(rep.message.contains("bad request x.req"), "{}", rep.message);
+
+        let late = submit(&layout, &Request::LockNow, Duration::from_millis(100));
+        assert_eq!(late.map_err(|e| e.kind), Err(ErrorKind::Busy));
+        assert_eq!(
+            std::fs::read_dir(layout.requests())
+                .expect("dir")
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".req"))
+                .count(),
+            0,
+            "the unanswered request is withdrawn"
+        );
     }
 }
