@@ -6,12 +6,10 @@
 //! regularly; recovery repairs what a power cut left; locking moves files; clips are new
 //! files in `saved/`.
 
-pub mod avi_read;
 pub mod catalog;
 pub mod clip;
 pub mod keeper;
 pub mod lock;
-pub mod mp4_read;
 pub mod quota;
 pub mod recovery;
 pub mod requests;
