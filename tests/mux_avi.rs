@@ -40,7 +40,10 @@ fn split_jpegs(data: &[u8]) -> Vec<&[u8]> {
     let mut start = 0;
     let mut i = 2;
     while i + 1 < data.len() {
-        if data[i] == 0xff && data[i + 1] == 0xd9 && data.get(i + 2..i + 4).is_none_or(|n| n == [0xff, 0xd8]) {
+        if data[i] == 0xff
+            && data[i + 1] == 0xd9
+            && data.get(i + 2..i + 4).is_none_or(|n| n == [0xff, 0xd8])
+        {
             out.push(&data[start..i + 2]);
             start = i + 2;
             i = start + 2;
@@ -213,7 +216,8 @@ fn test_pattern_frames_decode() {
         let started = Instant::now();
         let rec = Proc::spawn(cmd);
         assert!(
-            wait_until(scaled(30.0), || dir.is_dir() && segments(&dir).iter().any(|s| s.bytes() > 0)),
+            wait_until(scaled(30.0), || dir.is_dir()
+                && segments(&dir).iter().any(|s| s.bytes() > 0)),
             "no segment: {}",
             rec.stderr_text()
         );

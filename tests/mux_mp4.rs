@@ -184,8 +184,7 @@ fn access_units(data: &[u8]) -> (Vec<TestAu>, Vec<u8>, Vec<u8>) {
             let t = nal[0] & 0x1f;
             if t == 7 {
                 sps = Some(
-                    SeqParameterSet::from_bits(RefNal::new(nal, &[], true).rbsp_bits())
-                        .unwrap(),
+                    SeqParameterSet::from_bits(RefNal::new(nal, &[], true).rbsp_bits()).unwrap(),
                 );
                 sps_bytes = nal.to_vec();
             }
@@ -367,7 +366,10 @@ fn ffmpeg_with_h264_stream_source() {
         assert_eq!(segs.len(), 1, "{}", listing(&dir));
         let seg = &segs[0];
         let m = seg.meta();
-        let duration_s = m.get("duration_s").and_then(Value::as_f64).expect("duration_s");
+        let duration_s = m
+            .get("duration_s")
+            .and_then(Value::as_f64)
+            .expect("duration_s");
         let summary = MuxSummary {
             frames: meta_i64(m, "frames").expect("frames") as u64,
             duration_ticks: (duration_s * 90_000.0).round() as i64,
@@ -483,7 +485,12 @@ fn check_complete(out: &str, muxed: &Muxed, reference: &[String], what: &str) {
     let file = std::fs::read(out).unwrap();
     for f in fragment_headers(&file) {
         let end = if f.two_phase() { f.moof + 8 } else { f.end };
-        assert_eq!(f.start / PAGE, (end - 1) / PAGE, "{what}: fragment at {}", f.moof);
+        assert_eq!(
+            f.start / PAGE,
+            (end - 1) / PAGE,
+            "{what}: fragment at {}",
+            f.moof
+        );
     }
 }
 
