@@ -116,16 +116,22 @@ fn expected(all: &[Pic], from: i64, to: i64) -> &[Pic] {
     &all[start..=end]
 }
 
-/// Record `name` in real time into a fresh directory, 3 s segments, to the end.
-fn record_real_time(tmp: &TestDir, name: &str) -> PathBuf {
-    let dir = tmp.path().join("footage");
+/// `dashcam run` of the input `name` in real time into `dir`, 3 s segments.
+fn real_time(name: &str, dir: &Path) -> std::process::Command {
     let mut cmd = dashcam();
     cmd.arg("run")
         .arg("--source")
         .arg(format!("file:{}", input(name).display()))
         .arg("--dir")
-        .arg(&dir)
+        .arg(dir)
         .args(["--segment-seconds", "3"]);
+    cmd
+}
+
+/// Record `name` in real time into a fresh directory, to the end.
+fn record_real_time(tmp: &TestDir, name: &str) -> PathBuf {
+    let dir = tmp.path().join("footage");
+    let cmd = real_time(name, &dir);
     let what = describe(&cmd);
     let out = run_to_end(cmd, scaled(120.0));
     assert_no_panic(&what, &out);
@@ -252,14 +258,7 @@ fn mjpeg_clip_across_a_recovered_segment_has_exactly_its_frames() {
 fn a_segment_cut_by_sigkill_keeps_its_start() {
     let tmp = tmpdir("recovered-clip-kill");
     let dir = tmp.path().join("footage");
-    let mut cmd = dashcam();
-    cmd.arg("run")
-        .arg("--source")
-        .arg(format!("file:{}", input("headers_once.h264").display()))
-        .arg("--dir")
-        .arg(&dir)
-        .args(["--segment-seconds", "3"]);
-    let rec = Proc::spawn(cmd);
+    let rec = Proc::spawn(real_time("headers_once.h264", &dir));
     // Two segments closed and about 2 s of the third on disk (~100 KiB a second).
     assert!(
         wait_until(scaled(60.0), || {

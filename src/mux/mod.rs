@@ -129,6 +129,20 @@ impl RepairError {
         }
     }
 
+    /// Open `path` for a repair and read it with `read`.
+    fn open<T>(
+        path: &Path,
+        read: impl FnOnce(&std::fs::File) -> Result<T, ReadError>,
+    ) -> Result<(std::fs::File, T), RepairError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| RepairError::io(path, e))?;
+        let contents = read(&file).map_err(|e| RepairError::from_read(path, e))?;
+        Ok((file, contents))
+    }
+
     fn from_read(path: &Path, e: ReadError) -> RepairError {
         match e {
             ReadError::NotOurs(what) => RepairError::Unusable(what),

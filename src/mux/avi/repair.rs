@@ -8,7 +8,7 @@
 //! from the start chunk. A finished file is left alone. It never renames, moves or deletes a
 //! file and never writes metadata.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -20,12 +20,7 @@ use crate::mux::{RepairError, RepairOutcome};
 /// Finish `path` if it needs it; what it holds afterwards.
 pub(crate) fn repair(path: &Path) -> Result<RepairOutcome, RepairError> {
     let io = |e| RepairError::io(path, e);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io)?;
-    let f = read(&file).map_err(|e| RepairError::from_read(path, e))?;
+    let (file, f) = RepairError::open(path, read)?;
     if f.chunks.is_empty() {
         return Err(RepairError::Unusable("no complete frame".into()));
     }

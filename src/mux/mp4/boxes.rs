@@ -242,20 +242,55 @@ impl Mp4Box for Ftyp {
     }
 }
 
-/// `mvhd` version 1.
+/// The times at the start of a version 1 `mvhd` or `mdhd`: creation time (also the
+/// modification time), timescale, duration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Mvhd {
-    /// Seconds since 1904-01-01 (see [`MP4_EPOCH_OFFSET`]); also the modification time.
+pub(crate) struct Times {
+    /// Seconds since 1904-01-01 (see [`MP4_EPOCH_OFFSET`]).
     pub creation_time: u64,
     pub timescale: u32,
     pub duration: u64,
+}
+
+impl Times {
+    /// Offset of the duration field from the start of the box.
+    const DURATION_AT: u64 = 8 + 4 + 8 + 8 + 4;
+
+    /// Start the full box `fourcc` (version 1) with these times.
+    fn begin(&self, buf: &mut Vec<u8>, fourcc: &[u8; 4]) -> usize {
+        let start = begin_full(buf, fourcc, 1, 0);
+        put_u64(buf, self.creation_time);
+        put_u64(buf, self.creation_time);
+        put_u32(buf, self.timescale);
+        put_u64(buf, self.duration);
+        start
+    }
+
+    fn read(c: &mut Cursor) -> Option<Times> {
+        if c.full()?.0 != 1 {
+            return None;
+        }
+        let creation_time = c.u64()?;
+        c.u64()?;
+        Some(Times {
+            creation_time,
+            timescale: c.u32()?,
+            duration: c.u64()?,
+        })
+    }
+}
+
+/// `mvhd` version 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mvhd {
+    pub times: Times,
     pub next_track_id: u32,
 }
 
 impl Mvhd {
     pub(crate) const SIZE: u64 = 120;
     /// Offset of the duration field from the start of the box.
-    pub(crate) const DURATION_AT: u64 = 8 + 4 + 8 + 8 + 4;
+    pub(crate) const DURATION_AT: u64 = Times::DURATION_AT;
 }
 
 impl Mp4Box for Mvhd {
@@ -264,11 +299,7 @@ impl Mp4Box for Mvhd {
         Self::SIZE
     }
     fn write(&self, buf: &mut Vec<u8>) {
-        let start = begin_full(buf, &Self::TYPE, 1, 0);
-        put_u64(buf, self.creation_time);
-        put_u64(buf, self.creation_time);
-        put_u32(buf, self.timescale);
-        put_u64(buf, self.duration);
+        let start = self.times.begin(buf, &Self::TYPE);
         put_u32(buf, 0x0001_0000); // rate 1.0
         put_u16(buf, 0x0100); // volume 1.0
         put_zeros(buf, 2 + 8);
@@ -279,18 +310,10 @@ impl Mp4Box for Mvhd {
     }
     fn read(body: &[u8]) -> Option<Mvhd> {
         let mut c = Cursor::new(body);
-        if c.full()?.0 != 1 {
-            return None;
-        }
-        let creation_time = c.u64()?;
-        c.u64()?;
-        let timescale = c.u32()?;
-        let duration = c.u64()?;
+        let times = Times::read(&mut c)?;
         c.bytes(4 + 2 + 10 + 36 + 24)?;
         Some(Mvhd {
-            creation_time,
-            timescale,
-            duration,
+            times,
             next_track_id: c.u32()?,
         })
     }
@@ -401,14 +424,12 @@ impl Mp4Box for Edts {
 /// `mdhd` version 1, language "und".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Mdhd {
-    pub creation_time: u64,
-    pub timescale: u32,
-    pub duration: u64,
+    pub times: Times,
 }
 
 impl Mdhd {
     pub(crate) const SIZE: u64 = 44;
-    pub(crate) const DURATION_AT: u64 = 8 + 4 + 8 + 8 + 4;
+    pub(crate) const DURATION_AT: u64 = Times::DURATION_AT;
 }
 
 impl Mp4Box for Mdhd {
@@ -417,26 +438,14 @@ impl Mp4Box for Mdhd {
         Self::SIZE
     }
     fn write(&self, buf: &mut Vec<u8>) {
-        let start = begin_full(buf, &Self::TYPE, 1, 0);
-        put_u64(buf, self.creation_time);
-        put_u64(buf, self.creation_time);
-        put_u32(buf, self.timescale);
-        put_u64(buf, self.duration);
+        let start = self.times.begin(buf, &Self::TYPE);
         put_u16(buf, 0x55c4); // language "und"
         put_u16(buf, 0);
         end(buf, start);
     }
     fn read(body: &[u8]) -> Option<Mdhd> {
-        let mut c = Cursor::new(body);
-        if c.full()?.0 != 1 {
-            return None;
-        }
-        let creation_time = c.u64()?;
-        c.u64()?;
         Some(Mdhd {
-            creation_time,
-            timescale: c.u32()?,
-            duration: c.u64()?,
+            times: Times::read(&mut Cursor::new(body))?,
         })
     }
 }
@@ -790,13 +799,16 @@ impl Moov {
     pub(crate) fn write_with_layout(&self, buf: &mut Vec<u8>) -> MoovLayout {
         let mut layout = MoovLayout::default();
         let t = self.creation_time;
+        let times = Times {
+            creation_time: t,
+            timescale: TIMESCALE,
+            duration: self.duration,
+        };
         let moov = begin(buf, b"moov");
 
         layout.mvhd_duration = buf.len() as u64 + Mvhd::DURATION_AT;
         Mvhd {
-            creation_time: t,
-            timescale: TIMESCALE,
-            duration: self.duration,
+            times,
             next_track_id: TRACK_ID + 1,
         }
         .write(buf);
@@ -819,12 +831,7 @@ impl Moov {
 
         let mdia = begin(buf, b"mdia");
         layout.mdhd_duration = buf.len() as u64 + Mdhd::DURATION_AT;
-        Mdhd {
-            creation_time: t,
-            timescale: TIMESCALE,
-            duration: self.duration,
-        }
-        .write(buf);
+        Mdhd { times }.write(buf);
         let hdlr = begin_full(buf, b"hdlr", 0, 0);
         put_u32(buf, 0);
         buf.extend_from_slice(b"vide");
@@ -923,9 +930,13 @@ impl Moov {
             }
         }
         let moov = Moov {
-            creation_time: mvhd.creation_time,
+            creation_time: mvhd.times.creation_time,
             // All three agree once finished; a cut finish may have patched some of them.
-            duration: mvhd.duration.min(tkhd.duration).min(mdhd.duration),
+            duration: mvhd
+                .times
+                .duration
+                .min(tkhd.duration)
+                .min(mdhd.times.duration),
             avc1,
             edts,
             mehd,
@@ -1365,9 +1376,11 @@ mod tests {
     fn init_boxes_round_trip() {
         round_trip(&Ftyp::dashcam());
         let mvhd = round_trip(&Mvhd {
-            creation_time: 3_000_000_000,
-            timescale: TIMESCALE,
-            duration: 12345,
+            times: Times {
+                creation_time: 3_000_000_000,
+                timescale: TIMESCALE,
+                duration: 12345,
+            },
             next_track_id: 2,
         });
         let at = Mvhd::DURATION_AT as usize;
@@ -1388,9 +1401,11 @@ mod tests {
         let at = Edts::DURATION_AT as usize;
         assert_eq!(&edts[at..at + 8], &12345u64.to_be_bytes());
         let mdhd = round_trip(&Mdhd {
-            creation_time: 5,
-            timescale: TIMESCALE,
-            duration: 99,
+            times: Times {
+                creation_time: 5,
+                timescale: TIMESCALE,
+                duration: 99,
+            },
         });
         let at = Mdhd::DURATION_AT as usize;
         assert_eq!(&mdhd[at..at + 8], &99u64.to_be_bytes());

@@ -8,7 +8,7 @@
 //! recorded in it (`prft`, stream clock), so recovery can write exact metadata. It never
 //! renames, moves or deletes a file and never writes metadata (recovery's job).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -20,12 +20,7 @@ use crate::mux::{RepairError, RepairOutcome};
 /// Finish `path` if it needs it; what it holds afterwards.
 pub(crate) fn repair(path: &Path) -> Result<RepairOutcome, RepairError> {
     let io = |e| RepairError::io(path, e);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io)?;
-    let f = read(&file).map_err(|e| RepairError::from_read(path, e))?;
+    let (file, f) = RepairError::open(path, read)?;
     if f.frames() == 0 {
         return Err(RepairError::Unusable("no complete fragment".into()));
     }
