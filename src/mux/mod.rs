@@ -87,6 +87,15 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
 }
 
+/// Open the segment file at `path` and read it with a container's reader
+/// ([`mp4::read`], [`avi::read`]).
+pub(crate) fn read_file<T>(
+    path: &Path,
+    read: impl FnOnce(&std::fs::File) -> Result<T, ReadError>,
+) -> Result<T, ReadError> {
+    read(&std::fs::File::open(path)?)
+}
+
 /// What a segment file holds after [`repair`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct RepairOutcome {

@@ -202,10 +202,7 @@ pub fn make_clip(
         let ext = c.path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let source = match ext {
             "mp4" => {
-                let Ok(f) = File::open(&c.path)
-                    .map_err(mux::ReadError::Io)
-                    .and_then(|file| mp4::read(&file))
-                else {
+                let Ok(f) = mux::read_file(&c.path, mp4::read) else {
                     continue;
                 };
                 for s in f.samples() {
@@ -233,10 +230,7 @@ pub fn make_clip(
                 }
             }
             "avi" => {
-                let Ok(f) = File::open(&c.path)
-                    .map_err(mux::ReadError::Io)
-                    .and_then(|file| avi::read(&file))
-                else {
+                let Ok(f) = mux::read_file(&c.path, avi::read) else {
                     continue;
                 };
                 let (rate, scale) = if f.rate > 0 && f.scale > 0 {
