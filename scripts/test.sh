@@ -27,6 +27,13 @@ need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flock >/dev/null || need+=(util-linux)
+# Players other than ffmpeg judge segments too (tests/players.rs): GStreamer (gst-launch,
+# gst-discoverer, the demuxers and decoders) and VLC (libvlc through python3-vlc).
+command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
+for p in gstreamer1.0-plugins-base-apps gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+    gstreamer1.0-libav python3-vlc vlc-plugin-base; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
+done
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "${SKIP_APT:-0}" = 1 ]; then
         echo "test.sh: missing ${need[*]} and SKIP_APT=1" >&2

@@ -26,6 +26,10 @@ pub mod service;
 pub(crate) mod source;
 pub mod state;
 pub(crate) mod storage;
+#[doc(hidden)]
+pub mod test_api;
+#[cfg(test)]
+mod test_support;
 
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {

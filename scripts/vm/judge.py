@@ -68,7 +68,7 @@ def complete_samples(path):
                 break
             total += pending
             pending = None
-        elif kind in (b"free", b"skip", b"ftyp", b"moov"):
+        elif kind in (b"free", b"skip", b"ftyp", b"moov", b"prft", b"uuid"):
             pass
         else:
             break

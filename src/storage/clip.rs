@@ -4,9 +4,9 @@
 //! The clip starts at the keyframe at or before `from` and ends at the first frame at or
 //! after `to` (for B-frame streams, a little later: where every frame shown before that
 //! point has been decoded), spanning as many segments (loop and locked) as needed; gaps
-//! between segments are closed up. H.264 goes into a fragmented MP4 written by our own
-//! [`Fmp4Writer`], MJPEG into an AVI by our own [`AviWriter`]: the frames are the
-//! segments' bytes, unchanged. A frame's wall time is its segment's start time plus its
+//! between segments are closed up. H.264 goes into a fragmented MP4, MJPEG into an AVI,
+//! written by our own containers ([`mux::create`]) and read with their readers: the frames
+//! are the segments' bytes, unchanged. A frame's wall time is its segment's start time plus its
 //! presentation time in the segment.
 //!
 //! Which frames a range takes is decided by a pure function, [`select`], over the frames'
@@ -32,12 +32,8 @@ use crate::disk::metadata;
 use crate::disk::naming::file_name;
 use crate::disk::{durable, naming};
 use crate::frame::{Codec, Frame, StreamFormat, TIMESCALE};
-use crate::mux::avi::AviWriter;
-use crate::mux::fmp4::Fmp4Writer;
-use crate::mux::SegmentMuxer;
-use crate::storage::avi_read::AviFile;
+use crate::mux::{self, avi, mp4};
 use crate::storage::error::FootageError;
-use crate::storage::mp4_read::Mp4File;
 
 /// The accepted time format (ISO 8601 local time).
 pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
@@ -282,12 +278,12 @@ pub fn make_clip(
         let ext = c.path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let source = match ext {
             "mp4" => {
-                let Ok(f) = Mp4File::open(&c.path) else {
+                let Ok(f) = mux::read_file(&c.path, mp4::read) else {
                     continue;
                 };
                 for s in f.samples() {
                     let dts = i64::try_from(s.dts).unwrap_or(i64::MAX);
-                    let pts = s.pts(f.delay);
+                    let pts = s.pts(f.delay());
                     picks.push(Pick {
                         seg,
                         offset: s.offset,
@@ -302,15 +298,15 @@ pub fn make_clip(
                 Source {
                     path: c.path.clone(),
                     codec: Codec::H264,
-                    width: f.width,
-                    height: f.height,
-                    sps: f.sps,
-                    pps: f.pps,
+                    width: f.width(),
+                    height: f.height(),
+                    sps: f.sps().to_vec(),
+                    pps: f.pps().to_vec(),
                     rate: None,
                 }
             }
             "avi" => {
-                let Ok(f) = AviFile::open(&c.path) else {
+                let Ok(f) = mux::read_file(&c.path, avi::read) else {
                     continue;
                 };
                 let (rate, scale) = if f.rate > 0 && f.scale > 0 {
@@ -489,10 +485,7 @@ fn write_clip(
     picks: &[Pick],
 ) -> Result<crate::mux::MuxSummary, FootageError> {
     let mux_err = FootageError::from;
-    let mut muxer: Box<dyn SegmentMuxer> = match format.codec {
-        Codec::H264 => Box::new(Fmp4Writer::create(path, format).map_err(mux_err)?),
-        Codec::Mjpeg => Box::new(AviWriter::create(path, format).map_err(mux_err)?),
-    };
+    let mut muxer = mux::create(path, format).map_err(mux_err)?;
     let mut files: Vec<Option<File>> = (0..sources.len()).map(|_| None).collect();
     // Per segment: the clip time at which its first picked frame decodes.
     let mut offset = 0i64;

@@ -19,14 +19,12 @@
 //! files in `saved/`. The command line uses the core directly for a one-off command (no
 //! thread); only the running recorder's keeper deletes loop segments.
 
-pub mod avi_read;
 pub mod catalog;
 pub mod clip;
 pub mod error;
 pub mod footage;
 pub mod keeper;
 pub mod lock;
-pub mod mp4_read;
 pub mod quota;
 pub mod recovery;
 pub mod requests;

@@ -1,10 +1,12 @@
 //! Recovery at start: bring a footage directory back to a clean state after a crash or a
 //! power cut, with no manual step.
 //!
-//! - A segment left unfinished is repaired in place: fMP4 truncated after its last
-//!   complete fragment and finished (durations, `mfra`); AVI truncated after its last
-//!   complete JPEG chunk and given an `idx1` and correct RIFF sizes. Its metadata is
-//!   (re)written from what the file holds.
+//! - A segment left unfinished is repaired in place by its container ([`mux::repair`]: fMP4
+//!   truncated after its last complete fragment and finished, AVI truncated after its last
+//!   complete JPEG chunk and given an `idx1`); recovery knows no box or chunk layout. Its
+//!   metadata is (re)written from what the file holds, the start time and stream time
+//!   included (the writer records them in the file: `prft` and stream clock for MP4, a
+//!   start chunk for AVI).
 //! - Zero-byte and unreadable files (and segments without a single frame) move to
 //!   `corrupt/`: never silently deleted.
 //! - Temp files (`*.tmp`, unfinished clips `*.part`) are removed; metadata whose segment is
@@ -16,8 +18,6 @@
 //! to look at (the writer's open segment is excluded by the caller running it first).
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -28,10 +28,8 @@ use crate::disk::layout::Layout;
 use crate::disk::metadata::{self, CloseReason, SegmentMeta};
 use crate::disk::naming::file_name;
 use crate::disk::{durable, naming};
-use crate::frame::{Codec, TIMESCALE};
-use crate::mux::mp4_boxes::{self, TfraEntry};
-use crate::storage::avi_read::{self, AviFile, AVIF_HASINDEX, MOVI_FOURCC_POS};
-use crate::storage::mp4_read::Mp4File;
+use crate::frame::TIMESCALE;
+use crate::mux::{self, RepairOutcome};
 use crate::storage::StorageError;
 
 /// What a recovery run did.
@@ -269,65 +267,40 @@ pub enum RepairError {
     Io(#[from] StorageError),
 }
 
-/// Repair one segment file in place (finish it if it was cut) and write its metadata.
-/// `existing` metadata, when readable, keeps the precise start time and stream clock.
+/// Repair one segment file in place (finish it if it was cut; the container's
+/// [`mux::repair`] does) and write its metadata. `existing` metadata, when readable, is
+/// kept for what the file cannot say (dropped frames, the reason it closed); without it the
+/// start time and stream time come from the file itself, as exact as a closed segment's
+/// (only files from before dashcam recorded them fall back to the name's whole second).
 pub fn repair_segment(
     path: &Path,
     existing: Option<&SegmentMeta>,
 ) -> Result<SegmentMeta, RepairError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let (codec, frames, duration_ticks, width, height, finished_before) = match ext {
-        "mp4" => {
-            let f = Mp4File::open(path).map_err(unusable)?;
-            if f.frames() == 0 {
-                return Err(RepairError::Unusable("no complete fragment".into()));
-            }
-            let was = f.finished;
-            if !f.finished {
-                finish_mp4(path, &f)?;
-            }
-            (
-                Codec::H264,
-                f.frames(),
-                f.decode_end(),
-                f.width,
-                f.height,
-                was,
-            )
-        }
-        "avi" => {
-            let f = AviFile::open(path).map_err(unusable)?;
-            if f.chunks.is_empty() {
-                return Err(RepairError::Unusable("no complete frame".into()));
-            }
-            let was = f.finished;
-            if !f.finished {
-                finish_avi(path, &f)?;
-            }
-            let frames = f.chunks.len() as u64;
-            let ticks = (frames as f64 * f64::from(TIMESCALE) / f.fps()).round() as u64;
-            (Codec::Mjpeg, frames, ticks, f.width, f.height, was)
-        }
-        _ => return Err(RepairError::Unusable("not a segment file".into())),
+    let out = mux::repair(path).map_err(|e| match e {
+        mux::RepairError::Unusable(what) => RepairError::Unusable(what),
+        mux::RepairError::Io { path, source } => RepairError::Io(StorageError::Io { path, source }),
+    })?;
+    let meta = metadata_of(path, &out, existing);
+    metadata::write(path, &meta).map_err(|e| StorageError::io(&metadata::path_for(path), e))?;
+    Ok(meta)
+}
+
+/// The metadata of a repaired segment.
+fn metadata_of(path: &Path, out: &RepairOutcome, existing: Option<&SegmentMeta>) -> SegmentMeta {
+    let duration_s = out.duration_ticks as f64 / f64::from(TIMESCALE);
+    let fps = if duration_s > 0.0 {
+        out.frames as f64 / duration_s
+    } else {
+        0.0
     };
-    let bytes = std::fs::metadata(path)
-        .map_err(|e| StorageError::io(path, e))?
-        .len();
-    let name = file_name(path);
-    let parsed = naming::parse(&name);
-    let duration_s = duration_ticks as f64 / f64::from(TIMESCALE);
-    let meta = match existing {
+    match existing {
         Some(m) => SegmentMeta {
             duration_s,
-            frames,
-            bytes,
-            fps: if duration_s > 0.0 {
-                frames as f64 / duration_s
-            } else {
-                0.0
-            },
+            frames: out.frames,
+            bytes: out.bytes,
+            fps,
             partial: true,
-            close_reason: if finished_before {
+            close_reason: if out.was_finished {
                 m.close_reason
             } else {
                 CloseReason::Recovered
@@ -335,9 +308,11 @@ pub fn repair_segment(
             ..m.clone()
         },
         None => {
-            let wall = parsed
-                .as_ref()
-                .and_then(naming::wall_of)
+            let name = file_name(path);
+            let parsed = naming::parse(&name);
+            let wall = out
+                .start_wall
+                .or_else(|| parsed.as_ref().and_then(naming::wall_of))
                 .unwrap_or(UNIX_EPOCH);
             let local: DateTime<Local> = wall.into();
             SegmentMeta {
@@ -347,91 +322,18 @@ pub fn repair_segment(
                 start_unix_ms: wall
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64),
-                start_pts: 0,
+                start_pts: out.start_pts.unwrap_or(0),
                 duration_s,
-                frames,
-                bytes,
-                codec,
-                width,
-                height,
-                fps: if duration_s > 0.0 {
-                    frames as f64 / duration_s
-                } else {
-                    0.0
-                },
+                frames: out.frames,
+                bytes: out.bytes,
+                codec: out.codec,
+                width: out.width,
+                height: out.height,
+                fps,
                 dropped_frames: 0,
                 partial: true,
                 close_reason: CloseReason::Recovered,
             }
         }
-    };
-    metadata::write(path, &meta).map_err(|e| StorageError::io(&metadata::path_for(path), e))?;
-    Ok(meta)
-}
-
-fn unusable(e: StorageError) -> RepairError {
-    match e {
-        StorageError::Unreadable { what, .. } => RepairError::Unusable(what),
-        other => RepairError::Io(other),
     }
-}
-
-/// Truncate after the last complete fragment, append the `mfra`, patch the durations.
-fn finish_mp4(path: &Path, f: &Mp4File) -> Result<(), StorageError> {
-    let io = |e| StorageError::io(path, e);
-    let file = OpenOptions::new().write(true).open(path).map_err(io)?;
-    let mut entries = Vec::new();
-    for frag in &f.fragments {
-        if let Some((i, s)) = frag.samples.iter().enumerate().find(|(_, s)| s.sync) {
-            let t = i64::try_from(s.dts)
-                .unwrap_or(i64::MAX)
-                .saturating_add(i64::from(s.cto));
-            entries.push(TfraEntry {
-                time: u64::try_from(t).unwrap_or(0),
-                moof_offset: frag.moof_offset,
-                sample_number: u32::try_from(i + 1).unwrap_or(u32::MAX),
-            });
-        }
-    }
-    let mut mfra = Vec::new();
-    mp4_boxes::mfra(&mut mfra, &entries);
-    file.set_len(f.complete_end).map_err(io)?;
-    file.write_all_at(&mfra, f.complete_end).map_err(io)?;
-    let duration = f.decode_end().to_be_bytes();
-    for &pos in f.duration_fields.iter().chain(f.elst_duration.iter()) {
-        file.write_all_at(&duration, pos).map_err(io)?;
-    }
-    file.sync_all().map_err(io)
-}
-
-/// Truncate after the last complete chunk, append `idx1`, patch the header sizes.
-fn finish_avi(path: &Path, f: &AviFile) -> Result<(), StorageError> {
-    use avi_read::at;
-    let io = |e| StorageError::io(path, e);
-    let file = OpenOptions::new().write(true).open(path).map_err(io)?;
-    let mut idx1 = Vec::with_capacity(8 + 16 * f.chunks.len());
-    idx1.extend_from_slice(b"idx1");
-    idx1.extend_from_slice(&((16 * f.chunks.len()) as u32).to_le_bytes());
-    let mut max_chunk = 0u32;
-    for c in &f.chunks {
-        idx1.extend_from_slice(b"00dc");
-        idx1.extend_from_slice(&0x10u32.to_le_bytes()); // AVIIF_KEYFRAME
-        let rel = (c.offset - 8 - MOVI_FOURCC_POS) as u32;
-        idx1.extend_from_slice(&rel.to_le_bytes());
-        idx1.extend_from_slice(&c.size.to_le_bytes());
-        max_chunk = max_chunk.max(c.size);
-    }
-    file.set_len(f.complete_end).map_err(io)?;
-    file.write_all_at(&idx1, f.complete_end).map_err(io)?;
-    let total = f.complete_end + idx1.len() as u64;
-    let frames = f.chunks.len() as u32;
-    let put = |pos: u64, v: u32| file.write_all_at(&v.to_le_bytes(), pos);
-    put(at::RIFF_SIZE, (total - 8) as u32).map_err(io)?;
-    put(at::MOVI_SIZE, (f.complete_end - MOVI_FOURCC_POS) as u32).map_err(io)?;
-    put(at::TOTAL_FRAMES, frames).map_err(io)?;
-    put(at::LENGTH, frames).map_err(io)?;
-    put(at::FLAGS, f.flags | AVIF_HASINDEX).map_err(io)?;
-    put(at::SUGGESTED_BUFFER, max_chunk + 8).map_err(io)?;
-    put(at::STRH_SUGGESTED, max_chunk + 8).map_err(io)?;
-    file.sync_all().map_err(io)
 }
