@@ -35,6 +35,13 @@ use crate::frame::{Codec, Frame, StreamFormat, TIMESCALE};
 use crate::mux::{self, avi, mp4};
 use crate::storage::error::FootageError;
 
+/// Stream ticks to milliseconds, rounded to the nearest (as players show times): a frame at
+/// 966.67 ms is at 967 ms, so a range boundary between the two is judged the same way.
+fn ticks_to_ms(ticks: i64) -> i64 {
+    let t = i64::from(TIMESCALE);
+    (ticks.saturating_mul(1000) + t / 2).div_euclid(t)
+}
+
 /// The accepted time format (ISO 8601 local time).
 pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
@@ -292,7 +299,7 @@ pub fn make_clip(
                         dts,
                         pts,
                         duration: i64::from(s.duration),
-                        wall_ms: c.start_ms + pts * 1000 / i64::from(TIMESCALE),
+                        wall_ms: c.start_ms + ticks_to_ms(pts),
                     });
                 }
                 Source {
@@ -326,7 +333,7 @@ pub fn make_clip(
                         dts: t,
                         pts: t,
                         duration: ticks.max(1),
-                        wall_ms: c.start_ms + t * 1000 / i64::from(TIMESCALE),
+                        wall_ms: c.start_ms + ticks_to_ms(t),
                     });
                 }
                 Source {
