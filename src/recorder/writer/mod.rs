@@ -79,8 +79,9 @@ pub struct WriterSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
-    #[error("footage directory {dir} is not a directory")]
-    NotADirectory { dir: String },
+    /// The footage directory, or a folder above it, is a file.
+    #[error("footage directory {0}")]
+    NotADirectory(String),
     #[error("footage directory {dir}: {} ({})", .fault.name(), .fault.advice())]
     Dir {
         dir: String,
@@ -113,8 +114,12 @@ impl SegmentWriter {
     /// the writer starts out waiting for it.
     pub fn new(settings: WriterSettings) -> Result<SegmentWriter, WriterError> {
         let dir = settings.dir.display().to_string();
-        if shell::check_dir(&settings.dir).is_err() {
-            return Err(WriterError::NotADirectory { dir });
+        if let Err(file) = shell::check_dir(&settings.dir) {
+            return Err(WriterError::NotADirectory(if file == settings.dir {
+                format!("{dir} is not a directory")
+            } else {
+                format!("{dir}: {} is not a directory", file.display())
+            }));
         }
         let dir_err = |source: std::io::Error| WriterError::Dir {
             dir: dir.clone(),
@@ -188,10 +193,11 @@ impl SegmentWriter {
             match self.policy.next_step(now) {
                 Step::Wait(deadline) => return Some(deadline),
                 Step::Exit => return None,
+                Step::Publish => self.shell.publish(self.policy.take_publish()),
                 step => {
                     // Pushing a frame, giving a buffer back and publishing take no time;
                     // anything else may wait for the disk or the footage core.
-                    let quick = matches!(step, Step::Push(_) | Step::Release(_) | Step::Publish(_));
+                    let quick = matches!(step, Step::Push(_) | Step::Release(_));
                     let outcome = self.shell.perform(step);
                     if !quick {
                         now = Instant::now();
@@ -355,13 +361,33 @@ mod tests {
             text,
             format!("footage directory {} is not a directory", file.display())
         );
-        // Below a file: the errno comes once, after what it means.
-        let e = match SegmentWriter::new(settings(&file.join("sub"))) {
+        // Below a file: the file is named.
+        let sub = file.join("sub");
+        let e = match SegmentWriter::new(settings(&sub)) {
             Err(e) => e,
             Ok(_) => panic!("a path below a file accepted"),
         };
         let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(
+            text,
+            format!(
+                "footage directory {}: {} is not a directory",
+                sub.display(),
+                file.display()
+            )
+        );
+        // Any other error: what it means, then the errno, once.
+        let e = WriterError::Dir {
+            dir: "x".into(),
+            fault: DriveFault::ReadOnly,
+            source: std::io::Error::from_raw_os_error(30),
+        };
+        let text = format!("{:#}", anyhow::Error::from(e));
         assert_eq!(text.matches("os error").count(), 1, "{text}");
+        assert!(
+            text.contains("read-only") && text.contains("remount"),
+            "{text}"
+        );
     }
 
     /// A read-only footage directory (a real read-only mount; needs root, else skipped):

@@ -1,7 +1,7 @@
 //! The writer's policy: every decision about the open segment, and nothing else.
 //!
 //! Pure: it never touches a file, the footage core, the status or the buffer pool, and it
-//! reads no clock (the caller passes `now`). The shell ([`super::shell`]) performs what it
+//! reads no clock (the caller passes `now`); it only logs what it decides. The shell ([`super::shell`]) performs what it
 //! decides and feeds back what happened; the writer thread ([`super`]) runs the two in a
 //! loop. So every path below, the full disk and the vanished drive included, is unit-tested
 //! without a disk (see the tests at the end).
@@ -28,7 +28,8 @@
 //!
 //! [`Step`]: open a segment, push a frame, flush the fragment, finish the segment with a
 //! [`CloseReason`], ask for room, probe the drive, ask the footage core to recover a drive
-//! that came back, give a dropped frame's buffer back, publish the status, wait, exit.
+//! that came back, give a dropped frame's buffer back, publish the status
+//! ([`Policy::take_publish`]), wait, exit.
 //! Buffering in RAM, dropping and counting are done inside the policy ([`Ring`]); a frame
 //! it drops comes out as [`Step::Release`].
 //!
@@ -52,8 +53,9 @@
 //!     core recover it ([`Step::DriveBack`]), then resume in a new segment with the frames
 //!     from RAM. The log and the status say which it is and what the user must do
 //!     ([`DriveFault::advice`]).
-//!   - `TooBig`: the file system's size limit: close the segment (`size_limit`), start the
-//!     next one at once, and cut later segments before that size.
+//!   - `TooBig`: the file system's size limit: close the segment (`size_limit`; when the
+//!     muxer cannot finish it without the fragment that did not fit, the footage core
+//!     finishes it), start the next one at once, and cut later segments below that size.
 //!   - `Other` (an odd errno, a frame the container refuses): close what can be closed and
 //!     start afresh at the next keyframe.
 //! - Stop or end of input while waiting for the drive: one last probe; what cannot be
@@ -210,8 +212,8 @@ pub(crate) enum Step {
     DriveBack,
     /// A dropped frame: give its buffer back. No outcome.
     Release(Frame),
-    /// Copy this into the shared status. No outcome.
-    Publish(Publish),
+    /// Copy [`Policy::take_publish`] into the shared status. No outcome.
+    Publish,
     /// Nothing to do until the next input or, at the latest, this instant.
     Wait(Option<Instant>),
     /// All done: the thread ends.
@@ -378,7 +380,9 @@ impl Policy {
             publish_due: false,
         };
         if let Some(failure) = stalled {
-            policy.enter_stall(failure, now);
+            // Normal at boot (the drive mounts after dashcam starts): a warning.
+            warn!("{}", failure.message);
+            policy.stall_on(failure, now);
         }
         policy
     }
@@ -624,11 +628,13 @@ impl Policy {
     }
 
     fn publish_step(&mut self) -> Option<Step> {
-        if !std::mem::take(&mut self.publish_due) {
-            return None;
-        }
+        std::mem::take(&mut self.publish_due).then_some(Step::Publish)
+    }
+
+    /// The status update a [`Step::Publish`] asks for.
+    pub(crate) fn take_publish(&mut self) -> Publish {
         self.status.frames_dropped = self.report.frames_dropped;
-        Some(Step::Publish(Publish {
+        Publish {
             state: self.status.state,
             frames_synced: self.status.frames_synced,
             frames_dropped: self.status.frames_dropped,
@@ -636,7 +642,7 @@ impl Policy {
             last_sync: self.status.last_sync,
             error: self.status.error.take(),
             source_lost: self.status.source_lost.take(),
-        }))
+        }
     }
 
     /// When the writer must act next without a new frame.
@@ -995,8 +1001,13 @@ impl Policy {
     }
 
     fn enter_stall(&mut self, failure: Failure, now: Instant) {
-        let fault = failure.fault;
         error!("{}", failure.message);
+        self.stall_on(failure, now);
+    }
+
+    /// Wait for the drive: frames go to RAM from now on.
+    fn stall_on(&mut self, failure: Failure, now: Instant) {
+        let fault = failure.fault;
         let error = describe(&failure);
         self.set_error(error);
         if self.stall.is_some() {
@@ -1297,10 +1308,7 @@ mod tests {
                     self.released += 1;
                     return None;
                 }
-                Step::Publish(p) => {
-                    self.published.push(p);
-                    return None;
-                }
+                Step::Publish => unreachable!("the loop's"),
                 Step::Wait(_) | Step::Exit => unreachable!("the loop's"),
             })
         }
@@ -1389,6 +1397,10 @@ mod tests {
             for _ in 0..100_000 {
                 match self.p.next_step(self.now) {
                     step @ (Step::Wait(_) | Step::Exit) => return step,
+                    Step::Publish => {
+                        let p = self.p.take_publish();
+                        self.d.published.push(p);
+                    }
                     step => {
                         if let Some(outcome) = self.d.perform(step) {
                             self.p.apply(Event::Done(outcome), self.now);

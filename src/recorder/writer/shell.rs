@@ -81,8 +81,9 @@ impl Shell {
         self.link.as_deref()
     }
 
-    /// Perform `step`; its outcome, for the steps that have one. [`Step::Wait`] and
-    /// [`Step::Exit`] are the caller's and do nothing here.
+    /// Perform `step`; its outcome, for the steps that have one. [`Step::Wait`],
+    /// [`Step::Exit`] and [`Step::Publish`] (see [`Shell::publish`]) are the caller's and
+    /// do nothing here.
     pub(crate) fn perform(&mut self, step: Step) -> Option<Outcome> {
         match step {
             Step::Open {
@@ -136,11 +137,7 @@ impl Shell {
                 }
                 None
             }
-            Step::Publish(p) => {
-                self.publish(p);
-                None
-            }
-            Step::Wait(_) | Step::Exit => None,
+            Step::Publish | Step::Wait(_) | Step::Exit => None,
         }
     }
 
@@ -318,9 +315,9 @@ impl Shell {
             fault: DriveFault::of(&e),
             message: format!("{}: {e}", dir.display()),
         };
-        check_dir(dir).map_err(|message| Failure {
+        check_dir(dir).map_err(|file| Failure {
             fault: DriveFault::Gone,
-            message,
+            message: format!("{} is not a directory", file.display()),
         })?;
         durable::create_dir_all_durable(dir).map_err(fail)?;
         // EROFS for a read-only mount, EACCES when the dashcam user may not write.
@@ -343,7 +340,8 @@ impl Shell {
         Ok(())
     }
 
-    fn publish(&self, p: Publish) {
+    /// Copy a status update into the shared status.
+    pub(crate) fn publish(&self, p: Publish) {
         self.status.update(|s| {
             s.state = p.state;
             s.frames_synced = p.frames_synced;
@@ -386,12 +384,18 @@ fn no_segment() -> Failure {
     }
 }
 
-/// An error when `dir` exists but is not a directory (a file in the way).
-pub(crate) fn check_dir(dir: &Path) -> Result<(), String> {
-    match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => Err(format!("{} is not a directory", dir.display())),
-        _ => Ok(()),
+/// The file in the way when `dir`, or the nearest of its ancestors that exists, is not a
+/// directory.
+pub(crate) fn check_dir(dir: &Path) -> Result<(), &Path> {
+    let mut at = Some(dir);
+    while let Some(p) = at.filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => return Err(p),
+            Err(_) => at = p.parent(),
+        }
     }
+    Ok(())
 }
 
 /// (device, inode) of a file, `None` when it is not there.
