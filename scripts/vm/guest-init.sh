@@ -81,7 +81,7 @@ enospc)
     finish
     ;;
 vanish)
-    export RUST_LOG=info,dashcam::recorder::segment_writer=debug
+    export RUST_LOG=info,dashcam::recorder::writer=debug
     mount_disk "$DEV" || finish
     say "mounted"
     /dashcam run --config /vanish.toml &

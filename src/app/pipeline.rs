@@ -19,7 +19,7 @@ use crate::disk::layout::Layout;
 use crate::disk::space;
 use crate::frame::BufferPool;
 use crate::recorder::capture::{run_capture, CaptureReport};
-use crate::recorder::segment_writer::{run_writer, SegmentWriter, WriterReport, WriterSettings};
+use crate::recorder::writer::{run_writer, SegmentWriter, WriterReport, WriterSettings};
 use crate::source::open::{open, SourceOptions};
 use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
@@ -68,7 +68,8 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         pool: Some(pool.clone()),
     };
     let source = open(&spec, &options).context("cannot open the source")?;
-    let storage = start_storage(config)?;
+    // The writer first: a footage directory it cannot use (a file in the way) is said
+    // once, before the footage core looks at it.
     let writer = SegmentWriter::new(WriterSettings {
         dir: config.dir.clone(),
         segment_seconds: config.segment_seconds,
@@ -76,6 +77,7 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         idle_timeout: std::time::Duration::from_secs_f64(config.idle_timeout),
         require_mount: config.require_mount,
     })?;
+    let storage = start_storage(config)?;
     let status = Arc::new(RecorderStatus::default());
     let mut writer = writer.with_status(status.clone()).with_pool(pool);
     if let Some((link, _)) = &storage {

@@ -5,8 +5,6 @@
 //! whether the drive is full, gone or read-only, and the user is told what to do. Pure:
 //! it looks at an error and never retries or touches a file.
 
-#![allow(dead_code)] // TODO(issue 7): used by the writer and the footage core
-
 use std::io;
 
 use rustix::io::Errno;
@@ -72,7 +70,7 @@ impl DriveFault {
     /// A short name for logs and the status page.
     pub fn name(self) -> &'static str {
         match self {
-            DriveFault::Full => "drive full",
+            DriveFault::Full => "disk full",
             DriveFault::Gone => "drive unavailable",
             DriveFault::ReadOnly => "drive read-only",
             DriveFault::Denied => "permission denied",
@@ -81,18 +79,19 @@ impl DriveFault {
         }
     }
 
-    /// What the user should do about it, for messages.
+    /// What the user should do about it (or, where nothing is needed, what dashcam does),
+    /// for messages. It never promises a retry: the caller says what it does.
     pub fn advice(self) -> &'static str {
         match self {
-            DriveFault::Full => "the oldest loop segments are deleted to make room",
-            DriveFault::Gone => {
-                "check that the card or stick is inserted and mounted; dashcam resumes when it is back"
+            DriveFault::Full => {
+                "free space on the drive: only loop segments are deleted to make room, never locked or saved footage"
             }
+            DriveFault::Gone => "check that the card or stick is inserted and mounted",
             DriveFault::ReadOnly => {
-                "the file system is mounted read-only (often after an error): run fsck on it and remount it read-write; dashcam retries meanwhile"
+                "the file system is mounted read-only (often after an error): check it with fsck and remount it read-write"
             }
             DriveFault::Denied => {
-                "the dashcam user may not write there: fix the owner or the mount options (uid=, umask=); dashcam retries meanwhile"
+                "the dashcam user may not write there: fix the owner or the mount options (uid=, umask=)"
             }
             DriveFault::TooBig => "the segment is closed and a new one started",
             DriveFault::Other => "the segment is closed and a new one started at the next keyframe",

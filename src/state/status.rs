@@ -1,11 +1,16 @@
 //! The recorder's state as other roles see it (systemd notify, the status LED, the web page).
 //!
 //! The writer is the only role that updates a [`RecorderStatus`]; everyone else reads a
-//! [`StatusSnapshot`]. Updates happen per fragment and per segment, never per byte, and a
-//! reader never blocks the writer for longer than a copy of the snapshot.
+//! [`StatusSnapshot`]. The snapshot behind the lock changes per fragment, per segment and
+//! on a change of state (a stall, an idle stream, the source lost), never per frame; the
+//! one thing that changes per frame, when the last frame arrived, is an atomic the writer
+//! stores without taking the lock ([`RecorderStatus::frame_arrived`]) and that every
+//! snapshot includes. A reader never blocks the writer for longer than a copy of the
+//! snapshot.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the recorder is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -34,7 +39,8 @@ pub struct StatusSnapshot {
     pub current_segment: Option<String>,
     /// When the last fragment was fdatasynced.
     pub last_sync: Option<Instant>,
-    /// When the writer last received a frame.
+    /// When the writer last received a frame (the later of what was set here and what
+    /// [`RecorderStatus::frame_arrived`] recorded).
     pub last_frame: Option<Instant>,
     pub last_error: Option<String>,
     /// Since when the source has been gone (camera unplugged, process died), and why.
@@ -44,11 +50,16 @@ pub struct StatusSnapshot {
 #[derive(Debug)]
 pub struct RecorderStatus {
     inner: Mutex<StatusSnapshot>,
+    /// When the last frame arrived: nanoseconds after `epoch`, plus one; 0 for never.
+    last_frame: AtomicU64,
+    epoch: Instant,
 }
 
 impl Default for RecorderStatus {
     fn default() -> Self {
         RecorderStatus {
+            last_frame: AtomicU64::new(0),
+            epoch: Instant::now(),
             inner: Mutex::new(StatusSnapshot {
                 state: RecorderState::Starting,
                 frames_synced: 0,
@@ -66,9 +77,25 @@ impl Default for RecorderStatus {
 
 impl RecorderStatus {
     pub fn snapshot(&self) -> StatusSnapshot {
-        match self.inner.lock() {
+        let mut s = match self.inner.lock() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        s.last_frame = s.last_frame.max(self.last_frame_arrived());
+        s
+    }
+
+    /// A frame arrived at the writer at `at` (per frame: no lock, one atomic store).
+    pub fn frame_arrived(&self, at: Instant) {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        let stored = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
+        self.last_frame.store(stored, Ordering::Relaxed);
+    }
+
+    fn last_frame_arrived(&self) -> Option<Instant> {
+        match self.last_frame.load(Ordering::Relaxed) {
+            0 => None,
+            n => self.epoch.checked_add(Duration::from_nanos(n - 1)),
         }
     }
 
@@ -101,5 +128,26 @@ impl RecorderStatus {
             line.push_str(&format!(", last error: {e}"));
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_frame_is_the_later_of_the_atomic_and_the_snapshot() {
+        let s = RecorderStatus::default();
+        assert_eq!(s.snapshot().last_frame, None);
+        let t = Instant::now() + Duration::from_millis(5);
+        s.frame_arrived(t);
+        assert_eq!(s.snapshot().last_frame, Some(t));
+        // Set in the snapshot (as a test or an older writer does): the later wins.
+        let later = t + Duration::from_secs(1);
+        s.update(|x| x.last_frame = Some(later));
+        assert_eq!(s.snapshot().last_frame, Some(later));
+        let latest = later + Duration::from_secs(1);
+        s.frame_arrived(latest);
+        assert_eq!(s.snapshot().last_frame, Some(latest));
     }
 }

@@ -293,7 +293,7 @@ impl Keeper {
     }
 }
 
-impl crate::recorder::segment_writer::FootageLink for StorageLink {
+impl crate::recorder::writer::FootageLink for StorageLink {
     fn opened(&self, path: &Path, start: SystemTime) {
         StorageLink::opened(self, path, start);
     }
