@@ -6,7 +6,7 @@
 //! A [`SegmentMuxer`] owns the bytes of exactly one open file. It buffers at most one
 //! fragment of frames in memory, writes it when told to ([`SegmentMuxer::flush`]) and makes
 //! it durable with `fdatasync` before returning. It never decides *when* to cut a segment
-//! or a fragment: that is the segment writer's job (`recorder::segment_writer`). The
+//! or a fragment: that is the segment writer's job (`recorder::writer`). The
 //! readers ([`mp4::read`], [`avi::read`]) read any bytes through [`ReadAt`] and never
 //! panic; [`repair`] finishes a file a power loss cut and says what it holds. Nothing here
 //! names, renames or deletes files or writes metadata: the footage core does.

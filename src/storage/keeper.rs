@@ -318,7 +318,7 @@ impl crate::recorder::writer::FootageLink for StorageLink {
 mod tests {
     use super::*;
     use crate::disk::layout::Layout;
-    use crate::recorder::segment_writer::FootageLink;
+    use crate::recorder::writer::FootageLink;
     use crate::storage::error::ErrorKind;
     use crate::storage::quota::QuotaSettings;
 
