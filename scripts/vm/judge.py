@@ -137,10 +137,16 @@ class Judge:
             seq = int(m.group(1))
             segs.setdefault(seq, {})["json" if m.group(2) == "json" else "video"] = full
         order = sorted(segs)
-        for seq in order:
-            s = segs[seq]
-            if "video" not in s:
-                p.append(f"orphan metadata {os.path.basename(s['json'])}")
+        orphans = [q for q in order if "video" not in segs[q]]
+        first_video = min((q for q in order if "video" in segs[q]), default=None)
+        for seq in orphans:
+            # A quota deletion removes the oldest segment's file, then its metadata, each
+            # durably: a cut between the two leaves that one metadata file, which recovery
+            # removes at the next start. Anything else is a defect.
+            cut_delete = (allow_cut and len(orphans) == 1
+                          and (first_video is None or seq < first_video))
+            if not cut_delete:
+                p.append(f"orphan metadata {os.path.basename(segs[seq]['json'])}")
         videos = [q for q in order if "video" in segs[q]]
         prev = None
         for seq in videos:
