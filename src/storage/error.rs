@@ -155,7 +155,7 @@ mod tests {
             (Errno::IO, ErrorKind::Unavailable, "inserted and mounted"),
             (Errno::NOENT, ErrorKind::Unavailable, "inserted and mounted"),
             (Errno::ACCESS, ErrorKind::Unavailable, "owner"),
-            (Errno::NOSPC, ErrorKind::Io, "drive full"),
+            (Errno::NOSPC, ErrorKind::Io, "disk full"),
             (Errno::FBIG, ErrorKind::Io, "file too large"),
             (Errno::INVAL, ErrorKind::Io, "write error"),
         ] {
