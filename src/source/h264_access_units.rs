@@ -32,7 +32,6 @@ pub struct AccessUnit {
     pub display_index_in_gop: Option<i64>,
     pub format: Arc<StreamFormat>,
     /// Input offset of the access unit's first NAL unit.
-    #[allow(dead_code)] // TODO(issue 7): used or removed by the container/fuzz work
     pub offset: u64,
 }
 
