@@ -9,7 +9,8 @@
 # Environment: SKIP_VM=1 / SKIP_PI=1 (leave out the VM power-cut stage / the Pi stage, for a
 # quick local run; CI runs everything), DASHCAM_RUNNER (run the binary under e.g. qemu-arm-static; see
 # tests/common/mod.rs), DASHCAM_TEST_INPUTS (inputs directory, default tests/inputs),
-# SKIP_APT=1 (never call apt-get).
+# SKIP_APT=1 (never call apt-get), SKIP_FUZZ=1 (leave out the fuzz smoke run), FUZZ_SECONDS
+# (its time per target, default 30).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -70,6 +71,12 @@ if [[ " ${failed[*]} " == *" inputs "* ]]; then
     echo "test.sh: cannot run the tests without their inputs" >&2
 else
     step test cargo test --no-fail-fast "${test_args[@]}"
+fi
+
+# Every parser of outside input under libFuzzer for a short while (cargo-fuzz, stable
+# toolchain, 2 targets at a time on 2 cores): fuzz/run.sh, fuzz/README.md.
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    step fuzz bash fuzz/run.sh "${FUZZ_SECONDS:-30}"
 fi
 
 # Real power cuts, a full disk and a vanishing drive in a QEMU VM (storage keeper).

@@ -19,6 +19,7 @@ pub(crate) mod cli;
 pub mod config;
 pub(crate) mod disk;
 pub(crate) mod frame;
+pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (hidden from the docs)
 pub mod gpio;
 pub(crate) mod mux;
 pub(crate) mod recorder;

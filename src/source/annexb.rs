@@ -22,7 +22,6 @@ pub struct NalUnit<'a> {
     pub offset: u64,
     pub bytes: &'a [u8],
     /// True when the input ended inside this NAL unit (no start code after it).
-    #[allow(dead_code)] // TODO(issue 7): used or removed by the container/fuzz work
     pub at_eof: bool,
 }
 

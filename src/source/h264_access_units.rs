@@ -32,7 +32,6 @@ pub struct AccessUnit {
     pub display_index_in_gop: Option<i64>,
     pub format: Arc<StreamFormat>,
     /// Input offset of the access unit's first NAL unit.
-    #[allow(dead_code)] // TODO(issue 7): used or removed by the container/fuzz work
     pub offset: u64,
 }
 
@@ -323,6 +322,7 @@ impl AccessUnitAssembler {
             .filter(|t| t.num_units_in_tick > 0 && t.time_scale > 0)
             .map(|t| (t.time_scale, t.num_units_in_tick.saturating_mul(2)))
             .map(reduce)
+            .filter(|&rate| plausible_rate(rate))
             .unwrap_or(self.default_rate);
         let format = StreamFormat {
             codec: Codec::H264,
@@ -379,6 +379,16 @@ fn picture_order(sps: &SeqParameterSet, sh: &SliceHeader) -> PocInfo {
         // (no camera encoder we know emits it): treat it as decode order too.
         _ => PocInfo::DecodeOrder,
     }
+}
+
+/// Frame rates an SPS may give, frames per second: a corrupt timing_info outside them (a
+/// frame shorter than 1 ms would have no length on the 90 kHz clock; found by fuzzing) is
+/// ignored and the configured rate applies, as for a stream without timing.
+const SPS_RATE_FPS: (f64, f64) = (0.01, 1000.0);
+
+fn plausible_rate((num, den): (u32, u32)) -> bool {
+    let fps = f64::from(num) / f64::from(den.max(1));
+    (SPS_RATE_FPS.0..=SPS_RATE_FPS.1).contains(&fps)
 }
 
 fn reduce((num, den): (u32, u32)) -> (u32, u32) {
@@ -441,6 +451,33 @@ mod tests {
             .expect_err("must fail");
         assert_eq!(err.offset, 1234);
         assert!(err.what.contains("forbidden_zero_bit"));
+    }
+
+    /// An x264 SPS of 64x48 whose fuzzed timing_info says 1966080 fps, PPS, then an IDR
+    /// and a P slice (fuzz/regressions/h264/sps_rate_2m_fps): every frame got decode time
+    /// 0. Such timing is ignored; the configured rate applies.
+    #[test]
+    fn implausible_sps_rate_falls_back_to_the_configured_one() {
+        let data = include_bytes!("../../fuzz/regressions/h264/sps_rate_2m_fps");
+        let mut a = AccessUnitAssembler::new((25, 1));
+        let mut nals = crate::source::annexb::AnnexBReader::new(&data[..]);
+        let (mut au, mut next) = (Vec::new(), Vec::new());
+        let mut units = Vec::new();
+        while let Some(nal) = nals.next_nal().expect("split") {
+            let pushed = a.push(nal.bytes, nal.offset, &mut au, &mut next);
+            if let Pushed::Completed(u) = pushed.expect("push") {
+                units.push(u);
+            }
+            assert_eq!(a.take_error(), None);
+        }
+        units.extend(a.flush());
+        assert_eq!(units.len(), 2);
+        assert_eq!((units[0].format.width, units[0].format.height), (64, 48));
+        assert_eq!(units[0].format.frame_rate, Some((25, 1)));
+        assert!(units[0].keyframe && !units[1].keyframe);
+        assert_eq!((units[0].offset, units[1].offset), (3, 43));
+        assert!(!plausible_rate((1_966_080, 1)) && !plausible_rate((1, 101)));
+        assert!(plausible_rate((30000, 1001)) && plausible_rate((1000, 1)));
     }
 
     #[test]

@@ -76,13 +76,16 @@ impl H264Stream {
         self
     }
 
-    /// Stream time in ticks of decode index `index` at the current rate.
+    /// Stream time in ticks of decode index `index` at the current rate. In i128: with an
+    /// SPS rate such as 4294967291/4294967279 the product overflows i64 after ~24000 frames.
     fn ticks_at(&self, index: i64) -> i64 {
         let (num, den) = self.rate;
         let (origin_ticks, origin_index) = self.rate_origin;
-        let frames = index - origin_index;
-        origin_ticks
-            + (frames * i64::from(TIMESCALE) * i64::from(den)).div_euclid(i64::from(num.max(1)))
+        let frames = i128::from(index) - i128::from(origin_index);
+        let ticks = (frames * i128::from(TIMESCALE) * i128::from(den))
+            .div_euclid(i128::from(num.max(1)))
+            + i128::from(origin_ticks);
+        i64::try_from(ticks).unwrap_or(if ticks < 0 { i64::MIN } else { i64::MAX })
     }
 
     fn make_frame(&mut self, unit: AccessUnit, data: Vec<u8>) -> Frame {
@@ -222,5 +225,30 @@ impl Source for H264Stream {
 
     fn describe(&self) -> String {
         format!("H.264 stream {}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_do_not_overflow_at_an_odd_rate() {
+        let mut s = H264Stream::new(
+            Box::new(std::io::empty()),
+            "t".into(),
+            (30, 1),
+            false,
+            false,
+        );
+        // Coprime num and den near u32::MAX (about 1 fps): frames * 90000 * den passes
+        // i64::MAX after ~23900 frames.
+        s.rate = (4_294_967_291, 4_294_967_279);
+        assert_eq!(s.ticks_at(0), 0);
+        let t = s.ticks_at(1_000_000);
+        assert!((89_999_000_000..=90_000_000_000).contains(&t), "{t}");
+        s.rate_origin = (i64::MAX - 10, 0);
+        assert_eq!(s.ticks_at(1_000_000), i64::MAX);
+        assert_eq!(s.ticks_at(0), i64::MAX - 10);
     }
 }
