@@ -12,7 +12,7 @@
 
 #![doc(hidden)]
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 
 use crate::frame::Frame;
 use crate::source::annexb::AnnexBReader;
@@ -299,34 +299,14 @@ pub struct ContainerSummary {
     pub patch_fields: Vec<u64>,
 }
 
-/// `data` as an in-memory file with a path that opens it (`/proc/self/fd/N`): the readers
-/// take a path, and the fuzzer must not write to the disk once per input.
-fn memory_file(data: &[u8]) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
-    use std::os::fd::AsRawFd;
-    let fd = rustix::fs::memfd_create("dashcam-fuzz", rustix::fs::MemfdFlags::CLOEXEC)?;
-    let mut file = std::fs::File::from(fd);
-    file.write_all(data)?;
-    let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    Ok((file, path))
-}
-
-/// An error message without the (varying) in-memory path.
-fn message(e: impl std::fmt::Display, path: &std::path::Path) -> String {
-    e.to_string()
-        .replace(&path.display().to_string(), "<input>")
-}
-
-/// The MP4 segment reader on `data`.
+/// The MP4 segment reader on `data` (it reads bytes as it reads a file).
 pub fn mp4(data: &[u8]) -> Result<ContainerSummary, String> {
-    let (_file, path) = memory_file(data).map_err(|e| format!("memfd: {e}"))?;
-    // The one call into the reader (it moves with the containers).
-    let f = crate::storage::mp4_read::Mp4File::open(&path).map_err(|e| message(e, &path))?;
+    let f = crate::mux::mp4::read(data).map_err(|e| e.to_string())?;
     let groups = f
         .fragments
         .iter()
         .map(|frag| {
-            frag.samples
-                .iter()
+            frag.samples()
                 .map(|s| SampleSummary {
                     offset: s.offset,
                     size: s.size,
@@ -338,11 +318,13 @@ pub fn mp4(data: &[u8]) -> Result<ContainerSummary, String> {
                 .collect()
         })
         .collect();
-    let mut patch_fields = f.duration_fields.clone();
-    patch_fields.extend(f.elst_duration);
+    let l = &f.layout;
+    let mut patch_fields = vec![l.mvhd_duration, l.tkhd_duration, l.mdhd_duration];
+    patch_fields.extend(l.edts);
+    patch_fields.extend(l.mehd);
     Ok(ContainerSummary {
-        width: f.width,
-        height: f.height,
+        width: f.width(),
+        height: f.height(),
         groups,
         complete_end: f.complete_end,
         finished: f.finished,
@@ -352,9 +334,7 @@ pub fn mp4(data: &[u8]) -> Result<ContainerSummary, String> {
 
 /// The AVI segment reader on `data`.
 pub fn avi(data: &[u8]) -> Result<ContainerSummary, String> {
-    let (_file, path) = memory_file(data).map_err(|e| format!("memfd: {e}"))?;
-    // The one call into the reader (it moves with the containers).
-    let f = crate::storage::avi_read::AviFile::open(&path).map_err(|e| message(e, &path))?;
+    let f = crate::mux::avi::read(data).map_err(|e| e.to_string())?;
     let chunks = f
         .chunks
         .iter()
