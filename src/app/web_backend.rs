@@ -582,7 +582,7 @@ impl WebBackend for FootageBackend {
                     local.format("%H:%M:%S")
                 )
             }),
-            (RecorderState::Stopped, _) if self.switch.paused() => {
+            (RecorderState::Stopped, _) if !wanted || self.switch.paused() => {
                 Some("recording is off (switched off from the phone)".into())
             }
             (RecorderState::Stopped, _) => Some("stopped".into()),
