@@ -139,20 +139,36 @@ function renderStatus(s) {
   const box = $("state");
   let cls = "state-stopped";
   let word = "Stopped";
-  const problem = s.state === "error" || (s.state === "recording" && s.reason) || s.drive !== "ok";
+  let reason = s.reason || "";
+  let detail = "";
   if (s.state === "recording") { cls = "state-recording"; word = "Recording"; }
   if (s.state === "starting") { cls = "state-starting"; word = "Starting"; }
   if (s.state === "idle") { cls = "state-idle"; word = "Idle"; }
-  if (problem) { cls = "state-problem"; word = s.state === "recording" ? "Recording — problem" : "Problem"; }
-  if (s.state === "stopped" && !s.recording_wanted) { cls = "state-stopped"; word = "Recording is off"; }
+  if (s.state === "error" || (s.state === "recording" && s.reason)) {
+    cls = "state-problem";
+    word = s.state === "recording" ? "Recording — problem" : "Problem";
+  }
+  if (s.drive === "unavailable") {
+    cls = "state-problem";
+    word = "No drive";
+    reason = "The footage drive is not there. Recording waits for it and keeps the newest seconds in memory.";
+    detail = [s.reason, s.drive_message].filter(Boolean).join(" · ");
+  } else if (s.drive === "full" && s.state === "error") {
+    cls = "state-problem";
+    word = "Drive full";
+    reason = "Nothing more can be deleted to make room: unlock or delete footage.";
+    detail = s.reason || "";
+  } else if (s.state === "error") {
+    reason = "Writing fails; retrying.";
+    detail = s.reason || "";
+  }
+  if (s.state === "stopped" && !s.recording_wanted) { cls = "state-stopped"; word = "Recording is off"; reason = "Switched off from the phone. Nothing is recorded."; }
+  if (!reason && s.state === "recording") reason = "Everything is being saved.";
   box.className = "state " + cls;
   $("state-word").textContent = word;
-  let reason = s.reason || "";
-  if (!reason && s.state === "recording") reason = "Everything is being saved.";
-  if (s.drive !== "ok" && s.drive_message && !reason.includes(s.drive_message)) {
-    reason = reason ? `${reason} · ${s.drive_message}` : s.drive_message;
-  }
+  $("state-word").classList.toggle("long", word.length > 11);
   $("state-reason").textContent = reason;
+  $("state-detail").textContent = detail;
 
   $("st-frames").textContent = s.frames_on_disk.toLocaleString("en");
   $("st-dropped").textContent = s.frames_dropped.toLocaleString("en");
@@ -181,17 +197,18 @@ function renderStatus(s) {
   toggle.textContent = rec ? "Stop recording" : "Start recording";
   toggle.className = "big " + (rec ? "secondary" : "primary");
   toggle.dataset.on = rec ? "1" : "0";
-  $("lock-now").disabled = !s.current_segment;
+  $("lock-now").disabled = s.state === "stopped";
 
   const banner = $("banner");
-  if (s.drive === "unavailable") {
-    banner.className = "banner";
-    banner.textContent = "The footage drive is not there. New frames wait in memory (about 10 s) and recording resumes when it is back. " + (s.drive_message || "");
-  } else if (s.drive === "full") {
+  if (s.drive === "full") {
     banner.className = "banner warn";
-    banner.textContent = "The footage drive is full: the oldest loop footage is being deleted; locked and saved clips are kept. " + (s.drive_message || "");
+    banner.textContent = "The footage drive is full: the oldest loop footage is deleted as new footage comes; locked and saved clips are kept.";
   } else {
     banner.className = "banner hidden";
+  }
+  if (s.drive === "unavailable") {
+    $("st-used").textContent = "–";
+    $("st-storage").textContent = "The drive is not there.";
   }
 
   const phoneOff = Math.abs(s.clock_unix_ms - Date.now()) > 120000;
@@ -355,6 +372,7 @@ function askDelete(seg) {
 // --- player --------------------------------------------------------------------------------
 
 function play(seg) {
+  $("toast").classList.add("hidden");
   const url = `/footage/${encodeURIComponent(seg.name)}`;
   $("player-title").textContent = seg.name;
   $("player-download").href = url + "?download=1";
@@ -374,7 +392,7 @@ function play(seg) {
     img.classList.remove("hidden");
     controls.classList.remove("hidden");
     const total = seg.duration_s || 60;
-    $("replay-seek").max = String(Math.max(1, Math.floor(total)));
+    $("replay-seek").max = String(Math.max(1, total));
     startReplay(seg, 0);
   }
   $("player").classList.remove("hidden");
@@ -388,7 +406,7 @@ function startReplay(seg, from) {
   const t0 = Date.now() - from * 1000;
   const tick = () => {
     const at = Math.min(total, (Date.now() - t0) / 1000);
-    $("replay-seek").value = String(Math.floor(at));
+    $("replay-seek").value = String(at);
     $("replay-time").textContent = `${duration(at)} / ${duration(total)}`;
   };
   tick();
@@ -442,7 +460,8 @@ async function saveClip(ev) {
   try {
     const d = await api("POST", "/api/clips", { from: r.from, to: r.to, metadata: note || null });
     out.replaceChildren();
-    out.appendChild(el("div", "", d.message));
+    out.appendChild(el("strong", "", "Clip saved"));
+    out.appendChild(el("div", "seg-info", d.message));
     const name = d.file;
     const row = el("div", "row");
     row.appendChild(actionButton("Play", ICON.play, "play", () => play({ name, duration_s: null, kind: "saved" })));
@@ -452,10 +471,11 @@ async function saveClip(ev) {
     row.appendChild(a);
     out.appendChild(row);
     out.classList.remove("hidden");
-    toast(d.message);
+    out.scrollIntoView({ block: "center" });
   } catch (e) {
     out.replaceChildren(el("div", "error", e.message));
     out.classList.remove("hidden");
+    out.scrollIntoView({ block: "center" });
   } finally {
     btn.disabled = false;
     btn.textContent = "Save on the dashcam";
@@ -488,6 +508,7 @@ async function login(ev) {
 
 function show(view) {
   state.view = view;
+  $("toast").classList.add("hidden");
   for (const v of ["status", "footage", "clip"]) $("view-" + v).classList.toggle("hidden", v !== view);
   for (const t of document.querySelectorAll(".tab")) t.classList.toggle("on", t.dataset.view === view);
   if (view === "footage") loadSegments();
@@ -507,7 +528,8 @@ async function start() {
   $("lock-now").addEventListener("click", async () => {
     try {
       const r = await api("POST", "/api/lock", { now: true });
-      toast("Locked: " + r.message);
+      const n = (r.files || []).length;
+      toast(`Incident locked: ${n} segment${n === 1 ? "" : "s"} kept, and what follows in the next seconds.`);
     } catch (e) {
       toast(e.message, true);
     }

@@ -31,7 +31,7 @@ use crate::disk::layout::Layout;
 use crate::disk::space::{self, FsSpace};
 use crate::disk::{durable, naming};
 use crate::state::health::{self, Health};
-use crate::state::status::RecorderState;
+use crate::state::status::{RecorderState, StatusSnapshot};
 use crate::storage::avi_read::AviFile;
 use crate::storage::catalog;
 use crate::storage::clip::{self, ClipRequest};
@@ -86,12 +86,15 @@ struct RateMeter {
 }
 
 impl RateMeter {
-    fn sample(&mut self, frames: u64) -> Option<f64> {
+    /// Frames per second over the last ten seconds: `frames` were on disk at `at` (the
+    /// last sync; the count grows a fragment at a time).
+    fn sample(&mut self, at: Instant, frames: u64) -> Option<f64> {
         let now = Instant::now();
-        if self.samples.back().is_some_and(|(_, f)| *f > frames) {
-            self.samples.clear();
+        match self.samples.back() {
+            Some(&(_, f)) if f > frames => self.samples.clear(),
+            Some(&(_, f)) if f == frames => {}
+            _ => self.samples.push_back((at, frames)),
         }
-        self.samples.push_back((now, frames));
         while self.samples.len() > 2
             && self
                 .samples
@@ -101,8 +104,10 @@ impl RateMeter {
             self.samples.pop_front();
         }
         let (t0, f0) = *self.samples.front()?;
-        let dt = now.duration_since(t0).as_secs_f64();
-        (dt >= 2.0).then(|| (frames - f0) as f64 / dt)
+        let (t1, f1) = *self.samples.back()?;
+        let dt = t1.duration_since(t0).as_secs_f64();
+        (dt >= 2.0 && now.duration_since(t1) < Duration::from_secs(5))
+            .then(|| (f1 - f0) as f64 / dt)
     }
 }
 
@@ -481,6 +486,15 @@ impl FootageBackend {
         from_reply(reply)
     }
 
+    /// The measured rate while recording.
+    fn fps(&self, snap: &StatusSnapshot) -> Option<f64> {
+        if snap.state != RecorderState::Recording {
+            return None;
+        }
+        let at = snap.last_sync?;
+        self.rate.lock().ok()?.sample(at, snap.frames_synced)
+    }
+
     fn drive(&self, l: &Listing) -> (DriveState, Option<String>) {
         if let Err(m) = &l.entries {
             return (
@@ -558,14 +572,7 @@ impl WebBackend for FootageBackend {
             .map(|fs| self.quota.limits(fs.total, fs.avail, t.footage));
         let now = SystemTime::now();
         let now_ms = ms_of(now);
-        let fps = match snap.state {
-            RecorderState::Recording => self
-                .rate
-                .lock()
-                .ok()
-                .and_then(|mut r| r.sample(snap.frames_synced)),
-            _ => None,
-        };
+        let fps = self.fps(&snap);
         let health = health::judge(&snap, Instant::now(), self.window);
         let state = match snap.state {
             RecorderState::Starting => "starting",
@@ -583,16 +590,19 @@ impl WebBackend for FootageBackend {
                 )
             }),
             (RecorderState::Stopped, _) if !wanted || self.switch.paused() => {
-                Some("recording is off (switched off from the phone)".into())
+                Some("Recording is off (switched off from the phone)".into())
             }
-            (RecorderState::Stopped, _) => Some("stopped".into()),
+            (RecorderState::Stopped, _) => Some("Stopped".into()),
             (RecorderState::Error, _) => Some(
                 snap.last_error
                     .clone()
-                    .unwrap_or_else(|| "writing fails; retrying".into()),
+                    .unwrap_or_else(|| "Writing fails; retrying".into()),
             ),
-            (RecorderState::Idle, _) => Some("no frames from the camera".into()),
-            (RecorderState::Starting, _) => Some("starting: no frame on disk yet".into()),
+            (RecorderState::Idle, _) => Some(
+                "No frames from the camera: the segment was closed; recording resumes when they come"
+                    .into(),
+            ),
+            (RecorderState::Starting, _) => Some("Starting: no frame on disk yet".into()),
             (_, Health::Stalled(why)) => Some(why.clone()),
             _ => None,
         };
@@ -934,14 +944,7 @@ impl WebBackend for FootageBackend {
             .as_ref()
             .and_then(|n| std::fs::metadata(self.layout.root.join(n)).ok())
             .map(|m| m.len());
-        let fps = match snap.state {
-            RecorderState::Recording => self
-                .rate
-                .lock()
-                .ok()
-                .and_then(|mut r| r.sample(snap.frames_synced)),
-            _ => None,
-        };
+        let fps = self.fps(&snap);
         MetricsView {
             segments_closed: carried.2 + snap.segments_closed,
             frames_written: carried.0 + snap.frames_synced,
@@ -1011,9 +1014,16 @@ mod tests {
     #[test]
     fn rate_needs_two_seconds() {
         let mut r = RateMeter::default();
-        assert_eq!(r.sample(0), None);
-        r.samples[0].0 -= Duration::from_secs(3);
-        let fps = r.sample(90).expect("rate");
+        let t0 = Instant::now();
+        assert_eq!(r.sample(t0, 0), None);
+        assert_eq!(r.sample(t0 + Duration::from_secs(1), 30), None);
+        let fps = r.sample(t0 + Duration::from_secs(3), 90).expect("rate");
+        assert!((fps - 30.0).abs() < 1e-9, "{fps}");
+        assert_eq!(
+            r.sample(t0 + Duration::from_secs(3), 90),
+            Some(fps),
+            "no change: the same rate"
+        );
         assert!((fps - 30.0).abs() < 1.0, "{fps}");
     }
 }
