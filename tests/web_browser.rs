@@ -21,7 +21,7 @@ use serde_json::json;
 
 use cdp::Browser;
 use common::{scaled, wait_until};
-use web::{Dashcam, Feed};
+use web::Feed;
 
 const W: u32 = 390;
 const H: u32 = 844;
