@@ -22,11 +22,15 @@ fi
 
 # --- system packages -------------------------------------------------------------------
 # ffmpeg/ffprobe (inputs and judging), openssl (reproducible garbage input), flock
-# (util-linux: serialises input generation between parallel test processes).
+# (util-linux: serialises input generation between parallel test processes), chromium (the
+# phone page in a headless browser, tests/web_browser.rs), promtool (package prometheus:
+# checks /metrics, tests/web_api.rs), fonts for the page's screenshots.
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flock >/dev/null || need+=(util-linux)
+command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "${SKIP_APT:-0}" = 1 ]; then
         echo "test.sh: missing ${need[*]} and SKIP_APT=1" >&2
