@@ -186,7 +186,7 @@ function renderStatus(s) {
   $("st-used").textContent = quota ? `${bytes(s.footage_bytes)} of ${bytes(quota)}` : bytes(s.footage_bytes);
   const parts = [];
   if (s.free_bytes !== null) parts.push(`${bytes(s.free_bytes)} free on the drive`);
-  parts.push(`${s.segments} segments`);
+  parts.push(`${s.segments} segment${s.segments === 1 ? "" : "s"}`);
   if (s.locked_segments || s.saved_clips) parts.push(`${s.locked_segments} locked, ${s.saved_clips} saved`);
   if (s.locked_share !== null) parts.push(`locked share ${Math.round(100 * s.locked_share)} %`);
   $("st-storage").textContent = parts.join(" · ");
@@ -200,7 +200,7 @@ function renderStatus(s) {
   $("lock-now").disabled = s.state === "stopped";
 
   const banner = $("banner");
-  if (s.drive === "full") {
+  if (s.drive === "full" && s.state !== "error") {
     banner.className = "banner warn";
     banner.textContent = "The footage drive is full: the oldest loop footage is deleted as new footage comes; locked and saved clips are kept.";
   } else {

@@ -372,3 +372,84 @@ fn phone_page_mp4_plays_to_its_end_and_login() {
     b.tap("#player-close");
     d.stop();
 }
+
+/// A full drive, on a small tmpfs of its own (needs the right to mount: root; skipped,
+/// saying so, elsewhere).
+#[test]
+fn phone_page_says_the_drive_is_full_and_recovers() {
+    if cdp::chromium().is_none() {
+        panic!("Debian's chromium is not installed (scripts/test.sh installs it)");
+    }
+    let fsdir = common::tmpdir("web-fullfs");
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(fsdir.path())
+        .output();
+    if !mount.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (not root?): {mount:?}");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(fsdir.path().to_path_buf());
+    let footage = fsdir.path().join("footage");
+    let d = web::start_at(
+        Some(footage.clone()),
+        Feed::TestPattern,
+        "min_free = \"1M\"\n",
+        "",
+        &["--segment-seconds", "2"],
+    );
+    assert!(wait_until(scaled(30.0), || footage.is_dir()
+        && common::segments(&footage)
+            .iter()
+            .filter(|s| s.meta.is_some())
+            .count()
+            >= 2));
+    let mut b = Browser::launch(W, H);
+    b.navigate(&d.url("/"));
+    assert!(b.wait_for(
+        "document.getElementById('state-word').textContent === 'Recording'",
+        scaled(10.0)
+    ));
+    // Fill the file system with something that is not footage: nothing can be deleted.
+    let filler = fsdir.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 1 << 20];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    assert!(
+        b.wait_for(
+            "document.getElementById('state-word').textContent === 'Drive full' || !document.getElementById('banner').classList.contains('hidden') && document.getElementById('banner').textContent.includes('full')",
+            scaled(30.0)
+        ),
+        "state: {} / {}",
+        b.text("#state"),
+        b.text("#banner")
+    );
+    shot(&mut b, "14-drive-full.png");
+    b.tap(".tab[data-view=footage]");
+    assert!(b.wait_for(
+        "document.querySelectorAll('.seg').length >= 1",
+        scaled(10.0)
+    ));
+    shot(&mut b, "15-footage-drive-full.png");
+    std::fs::remove_file(&filler).expect("remove filler");
+    b.tap(".tab[data-view=status]");
+    assert!(
+        b.wait_for(
+            "document.getElementById('state-word').textContent === 'Recording' && document.getElementById('banner').classList.contains('hidden')",
+            scaled(30.0)
+        ),
+        "after room came back: {}",
+        b.text("#state")
+    );
+    drop(b);
+    d.stop();
+}

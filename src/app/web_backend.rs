@@ -48,8 +48,9 @@ use crate::web::backend::{
 const FOOTAGE_WAIT: Duration = Duration::from_secs(10);
 /// The listing is rebuilt at least this often (FAT's folder times have 2 s steps).
 const LISTING_MAX_AGE: Duration = Duration::from_secs(2);
-/// Free space below which the drive counts as full for the page.
-const FULL_BELOW: u64 = 16 << 20;
+/// Free space below which the drive counts as full for the page (the keeper keeps
+/// `min_free` free, so this means deleting cannot keep up).
+const FULL_BELOW: u64 = 4 << 20;
 /// A clock before this (2025-01-01) is certainly wrong.
 const EARLIEST_PLAUSIBLE_MS: i64 = 1_735_689_600_000;
 /// Hidden folder for clips being streamed.
@@ -495,7 +496,9 @@ impl FootageBackend {
         self.rate.lock().ok()?.sample(at, snap.frames_synced)
     }
 
-    fn drive(&self, l: &Listing) -> (DriveState, Option<String>) {
+    /// The drive as the page shows it; `writer_error` is the recorder's last error while
+    /// it is in the error state (a full disk it could not make room on).
+    fn drive(&self, l: &Listing, writer_error: Option<&str>) -> (DriveState, Option<String>) {
         if let Err(m) = &l.entries {
             return (
                 DriveState::Unavailable,
@@ -504,10 +507,17 @@ impl FootageBackend {
         }
         match l.fs {
             None => (DriveState::Unavailable, Some("drive unavailable".into())),
-            Some(fs) if fs.avail < FULL_BELOW => (
-                DriveState::Full,
-                Some(format!("drive full: {} free", space::human(fs.avail))),
-            ),
+            Some(fs)
+                if fs.avail < FULL_BELOW
+                    || writer_error.is_some_and(|e| {
+                        e.contains("No space left") || e.contains("nothing left to delete")
+                    }) =>
+            {
+                (
+                    DriveState::Full,
+                    Some(format!("drive full: {} free", space::human(fs.avail))),
+                )
+            }
             Some(_) => (DriveState::Ok, None),
         }
     }
@@ -566,7 +576,11 @@ impl WebBackend for FootageBackend {
         let listing = self.listing(false);
         let list: &[Listed] = listing.entries.as_deref().unwrap_or(&[]);
         let t = totals(list);
-        let (drive, drive_message) = self.drive(&listing);
+        let writer_error = match snap.state {
+            RecorderState::Error => snap.last_error.as_deref(),
+            _ => None,
+        };
+        let (drive, drive_message) = self.drive(&listing, writer_error);
         let limits = listing
             .fs
             .map(|fs| self.quota.limits(fs.total, fs.avail, t.footage));

@@ -31,6 +31,7 @@ pub struct Dashcam {
     /// `127.0.0.1:PORT`
     pub addr: String,
     pub dir: TestDir,
+    footage: PathBuf,
     pub config: PathBuf,
     feeder: Option<std::thread::JoinHandle<()>>,
 }
@@ -38,8 +39,19 @@ pub struct Dashcam {
 /// Start `dashcam run` with `[web]` on 127.0.0.1 (a free port) plus `web_toml` lines in
 /// its `[web]` table, `top_toml` before it, and `args`.
 pub fn start(feed: Feed, top_toml: &str, web_toml: &str, args: &[&str]) -> Dashcam {
+    start_at(None, feed, top_toml, web_toml, args)
+}
+
+/// [`start`] with the footage in `footage` (default: `footage/` in the test's directory).
+pub fn start_at(
+    footage: Option<PathBuf>,
+    feed: Feed,
+    top_toml: &str,
+    web_toml: &str,
+    args: &[&str],
+) -> Dashcam {
     let dir = common::tmpdir("web");
-    let footage = dir.path().join("footage");
+    let footage = footage.unwrap_or_else(|| dir.path().join("footage"));
     let config = dir.path().join("dashcam.toml");
     std::fs::write(
         &config,
@@ -63,6 +75,7 @@ pub fn start(feed: Feed, top_toml: &str, web_toml: &str, args: &[&str]) -> Dashc
         }
     }
     let mut proc = Proc::spawn(cmd);
+    let footage_dir = footage;
     if let Feed::Stdin(input) = feed {
         let mut stdin = proc.child.stdin.take().expect("stdin");
         feeder = Some(std::thread::spawn(move || {
@@ -100,6 +113,7 @@ pub fn start(feed: Feed, top_toml: &str, web_toml: &str, args: &[&str]) -> Dashc
         proc,
         base: format!("http://{addr}"),
         addr,
+        footage: footage_dir,
         dir,
         config,
         feeder,
@@ -108,7 +122,7 @@ pub fn start(feed: Feed, top_toml: &str, web_toml: &str, args: &[&str]) -> Dashc
 
 impl Dashcam {
     pub fn footage(&self) -> PathBuf {
-        self.dir.path().join("footage")
+        self.footage.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
