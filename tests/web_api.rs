@@ -445,8 +445,14 @@ fn mjpeg_recording_status_footage_locks_clips_replay_record_switch_and_metrics()
         200,
         "the page while recording is off"
     );
-    let loop_segs: Vec<Value> = d.segments("?kind=loop").into_iter().collect();
-    let stopped = loop_segs.last().expect("a segment").clone();
+    // The last segment (loop or, through the event lock, locked) was closed by the stop.
+    let mut recorded: Vec<Value> = d
+        .segments("")
+        .into_iter()
+        .filter(|s| s["kind"] != "saved")
+        .collect();
+    recorded.sort_by_key(|s| s["sequence"].as_u64());
+    let stopped = recorded.last().expect("a segment").clone();
     assert_eq!(stopped["close_reason"], "stop", "{stopped}");
     let stopped_path = file_of(&d.footage(), &stopped);
     assert_eq!(common::decode_errors(&stopped_path), "");
@@ -455,9 +461,14 @@ fn mjpeg_recording_status_footage_locks_clips_replay_record_switch_and_metrics()
         stopped["frames"].as_u64().expect("frames")
     );
     // Footage actions work while off (no keeper runs: a one-off one does it).
+    let unlocked = recorded
+        .iter()
+        .rev()
+        .find(|s| s["kind"] == "loop")
+        .expect("a loop segment");
     let a = post(
         &d.url("/api/lock"),
-        &json!({ "name": stopped["name"] }),
+        &json!({ "name": unlocked["name"] }),
         &[],
     );
     assert_eq!(
@@ -466,6 +477,8 @@ fn mjpeg_recording_status_footage_locks_clips_replay_record_switch_and_metrics()
         "lock while off: {}",
         String::from_utf8_lossy(&a.2)
     );
+    let name = unlocked["name"].as_str().expect("name");
+    assert!(d.footage().join("locked").join(name).is_file());
     assert_error(
         &post(&d.url("/api/lock"), &json!({ "now": true }), &[]),
         409,

@@ -251,13 +251,29 @@ fn phone_page_mjpeg_status_lock_replay_delete_clip_record_switch_and_drive_gone(
     );
     shot(&mut b, "08-drive-gone.png");
     b.tap(".tab[data-view=footage]");
-    // The folder is gone, or (the writer waits for it and may make it anew) empty.
+    // The folder is gone, or (the writer may make it anew) holds only a new segment.
     assert!(b.wait_for(
-        "['cannot be listed', 'No footage yet'].some(t => document.getElementById('footage-list').textContent.includes(t))",
+        "['cannot be listed', 'No footage yet'].some(t => document.getElementById('footage-list').textContent.includes(t)) || document.querySelectorAll('.seg').length > 0 && document.querySelectorAll('.seg:not(.recording)').length === 0",
         scaled(10.0)
     ), "{}", b.text("#footage-list"));
     shot(&mut b, "09-footage-drive-gone.png");
-    std::fs::rename(&away, d.footage()).expect("bring the footage back");
+    // Bring it back. The writer may have made a new empty folder (and begun a segment in
+    // it) meanwhile: move what is there into the returning one first.
+    let mut back = false;
+    for _ in 0..20 {
+        if let Ok(rd) = std::fs::read_dir(d.footage()) {
+            for e in rd.flatten() {
+                let _ = std::fs::rename(e.path(), away.join(e.file_name()));
+            }
+            let _ = std::fs::remove_dir(d.footage());
+        }
+        if std::fs::rename(&away, d.footage()).is_ok() {
+            back = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(back, "cannot bring the footage folder back");
     b.tap(".tab[data-view=status]");
     assert!(
         b.wait_for(
