@@ -23,7 +23,9 @@ fi
 
 # --- system packages -------------------------------------------------------------------
 # ffmpeg/ffprobe (inputs and judging), openssl (reproducible garbage input), flock
-# (util-linux: serialises input generation between parallel test processes).
+# (util-linux: serialises input generation between parallel test processes), chromium (the
+# phone page in a headless browser, tests/web_browser.rs), promtool (package prometheus:
+# checks /metrics, tests/web_api.rs), fonts for the page's screenshots.
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v openssl >/dev/null || need+=(openssl)
@@ -35,6 +37,8 @@ for p in gstreamer1.0-plugins-base-apps gstreamer1.0-plugins-good gstreamer1.0-p
     gstreamer1.0-libav python3-vlc vlc-plugin-base; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
 done
+command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "${SKIP_APT:-0}" = 1 ]; then
         echo "test.sh: missing ${need[*]} and SKIP_APT=1" >&2

@@ -48,6 +48,8 @@ pub struct Config {
     pub require_mount: bool,
     /// The optional GPIO role (button, status LED, ignition sense); off by default.
     pub gpio: crate::gpio::GpioConfig,
+    /// The phone page and JSON API; on by default, on loopback.
+    pub web: crate::web::WebConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -80,6 +82,7 @@ impl Default for Config {
             post_event_seconds: 10.0,
             require_mount: false,
             gpio: crate::gpio::GpioConfig::default(),
+            web: crate::web::WebConfig::default(),
         }
     }
 }
@@ -278,6 +281,7 @@ impl Config {
             );
         }
         self.gpio.validate()?;
+        self.web.validate()?;
         Ok(())
     }
 }

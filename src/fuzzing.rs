@@ -422,8 +422,8 @@ mod tests {
         );
         assert!(h264_frames(&[], Feed::Whole).is_empty());
         assert_eq!(mjpeg_frames(&[], Feed::Whole).len(), 1); // "no JPEG image"
-        assert!(mp4(&[0; 64]).is_err_and(|e| e.starts_with("<input>")));
-        assert!(avi(b"RIFF").is_err_and(|e| e.starts_with("<input>")));
+        assert!(mp4(&[0; 64]).is_err());
+        assert!(avi(b"RIFF").is_err());
         assert!(config(b"fps = 25").is_some_and(|c| c.is_ok_and(|c| c.fps == 25)));
         assert!(config(&[0xff]).is_none());
     }

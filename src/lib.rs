@@ -7,7 +7,8 @@
 //! source, mux               where frames come from; containers that write, read and repair
 //! recorder                  capture loop and segment writer
 //! storage                   the footage core: catalog, quota, locks, clips, recovery
-//! service, gpio             roles beside the recorder (systemd, button/LED/ignition)
+//! service, gpio, web        roles beside the recorder (systemd, button/LED/ignition,
+//!                           the phone page)
 //! config, app               configuration; the composition root that wires the threads
 //! cli                       the command line
 //! ```
@@ -31,6 +32,7 @@ pub(crate) mod storage;
 pub mod test_api;
 #[cfg(test)]
 mod test_support;
+pub mod web;
 
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {

@@ -21,6 +21,8 @@ pub enum AfterRun {
     Exit,
     /// The GPIO role stopped recording and the ignition or the button asked for it again.
     RecordAgain,
+    /// Record off from the phone page stopped this run: wait for record on.
+    RecordOff,
 }
 
 #[derive(Clone, Debug)]

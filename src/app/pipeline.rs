@@ -2,7 +2,8 @@
 //!
 //! It owns thread start-up and shutdown order. The first SIGINT/SIGTERM asks the writer to
 //! close its segment completely and the capture loop to end; a second one exits at once.
-//! It never touches frames itself.
+//! While the writer runs, the run is attached to the record switch (the phone page's
+//! record off stops it like a signal, but as a pause). It never touches frames itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use log::{info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::app::switch::{LiveRun, RecordSwitch};
 use crate::config::Config;
 use crate::disk::layout::Layout;
 use crate::disk::space;
@@ -54,6 +56,12 @@ impl RunOutcome {
 }
 
 pub fn run(config: &Config) -> Result<RunOutcome> {
+    run_with(config, None)
+}
+
+/// [`run`], the run attached to `switch` while its writer runs (the phone page's record
+/// off stops it; see [`crate::app::switch`]).
+pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOutcome> {
     let spec = SourceSpec::parse(&config.source).map_err(anyhow::Error::msg)?;
     let pool = BufferPool::new(4);
     let options = SourceOptions {
@@ -130,16 +138,34 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
             .spawn(move || run_capture(source, frame_tx, stop))
             .context("cannot start the capture thread")?
     };
+    let live = switch.map(|_| LiveRun {
+        status: status.clone(),
+        control: control_tx.clone(),
+        storage: storage.as_ref().map(|(link, _)| link.clone()),
+        queue: frame_rx.clone(),
+    });
     let writer = thread::Builder::new()
         .name("writer".into())
         .spawn(move || run_writer(writer, frame_rx, control_rx))
         .context("cannot start the writer thread")?;
+    if let (Some(sw), Some(live)) = (switch, live) {
+        sw.attach(live);
+    }
 
     let writer_report = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     signal_handle.close();
     drop(control_tx);
+    // Record off from the phone is a pause, not the service stopping: end the roles
+    // before the stop flag below is raised, so systemd is not told STOPPING=1.
+    let mut roles = Some(roles);
+    let record_off = switch.is_some_and(RecordSwitch::detach);
+    if record_off {
+        if let Some(r) = roles.take() {
+            r.finish_paused();
+        }
+    }
     // After a stop the capture thread may be blocked in a read (a pipe, a camera): do not
     // wait for it. At the end of the input it has finished already.
     let capture_report = if writer_report.stopped {
@@ -169,7 +195,10 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         "done: {} segment(s), {} frame(s) recorded, {} dropped",
         writer_report.segments, writer_report.frames, writer_report.frames_dropped
     );
-    let after = roles.finish();
+    let after = match roles {
+        Some(r) => r.finish(),
+        None => crate::app::AfterRun::RecordOff,
+    };
     Ok(RunOutcome {
         writer: writer_report,
         capture: capture_report,

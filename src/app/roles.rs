@@ -136,6 +136,15 @@ impl Roles {
         self.finish_with_term(None)
     }
 
+    /// After record off from the phone page: end the roles without telling systemd that
+    /// the service stops (it is a pause; [`super::session`] keeps pinging meanwhile).
+    pub fn finish_paused(mut self) {
+        drop(self.gpio.take().and_then(GpioRole::finish));
+        if let Some(w) = self.watchdog.take() {
+            w.finish();
+        }
+    }
+
     /// [`Roles::finish`] with the flag that ends a parked wait given (tests); by default
     /// SIGINT and SIGTERM set it.
     pub fn finish_with_term(mut self, term: Option<Arc<AtomicBool>>) -> AfterRun {

@@ -1,4 +1,5 @@
-//! The command line: `dashcam run | list | check-config`.
+//! The command line: `dashcam run | list | check-config | lock | unlock | clip | recover |
+//! password`.
 //!
 //! It owns argument parsing (argh), merging flags over the config file, logging set-up and
 //! turning errors into messages and exit codes ([`exit`]). It holds no recording logic.
@@ -11,6 +12,7 @@ use argh::FromArgs;
 use crate::config::Config;
 
 mod exit;
+mod password;
 mod storage;
 
 use crate::storage::catalog::{self, Folder};
@@ -32,6 +34,7 @@ pub enum Command {
     Unlock(storage::UnlockArgs),
     Clip(storage::ClipArgs),
     Recover(storage::RecoverArgs),
+    Password(password::PasswordArgs),
 }
 
 /// Record: read the source and write rolling segment files.
@@ -106,6 +109,7 @@ pub fn main() -> i32 {
         Command::Unlock(a) => storage::unlock(a),
         Command::Clip(a) => storage::clip(a),
         Command::Recover(a) => storage::recover(a),
+        Command::Password(a) => password::password(a),
     };
     match result {
         Ok(code) => code,
@@ -148,13 +152,8 @@ fn run(a: RunArgs) -> Result<i32> {
     config
         .validate()
         .map_err(|(key, msg)| anyhow::anyhow!("command line: {key} {msg}"))?;
-    let outcome = loop {
-        let outcome = crate::app::run(&config)?;
-        if outcome.after != crate::app::AfterRun::RecordAgain {
-            break outcome;
-        }
-        log::info!("recording again");
-    };
+    // The runs (again after a GPIO park or record off) with the web role kept throughout.
+    let outcome = crate::app::session::record(&config)?;
     Ok(outcome.exit_code())
 }
 
