@@ -242,7 +242,8 @@ fn list(a: ListArgs) -> Result<()> {
 }
 
 fn check_config(a: CheckConfigArgs) -> Result<()> {
-    let config = Config::load(Some(&a.file))?;
+    let mut config = Config::load(Some(&a.file))?;
+    config.source = crate::source::redact::redact_source(&config.source);
     println!("{}: ok", a.file.display());
     println!("{config:#?}");
     Ok(())

@@ -116,6 +116,12 @@ fn run(
             info!("first frame on disk: ready");
             states.push(State::Ready);
         }
+        if !ready && matches!(health, Health::WaitingForSource(_)) {
+            // Up and waiting for its camera: started, not failed (no restart loop).
+            ready = true;
+            info!("ready, waiting for the camera");
+            states.push(State::Ready);
+        }
         if stop.load(Ordering::SeqCst) && !stopping_sent {
             match gpio_reason(gpio_stop) {
                 Some(reason) => {
@@ -129,7 +135,7 @@ fn run(
         }
         if let (Some(interval), true) = (settings.ping_interval(), ready) {
             match &health {
-                Health::Recording => {
+                Health::Recording | Health::WaitingForSource(_) => {
                     stalled_logged = false;
                     if last_ping.is_none_or(|t| now.saturating_duration_since(t) >= interval) {
                         last_ping = Some(now);
