@@ -31,7 +31,13 @@ pub enum Command {
     Unlock(storage::UnlockArgs),
     Clip(storage::ClipArgs),
     Recover(storage::RecoverArgs),
+    Cameras(CamerasArgs),
 }
+
+/// List the cameras: V4L2 devices with their formats, sizes and rates, and the Pi camera.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cameras")]
+pub struct CamerasArgs {}
 
 /// Record: read the source and write rolling segment files.
 #[derive(FromArgs, Debug)]
@@ -40,7 +46,8 @@ pub struct RunArgs {
     /// config file (default /etc/dashcam/dashcam.toml when present)
     #[argh(option)]
     pub config: Option<PathBuf>,
-    /// source: "test", "file:PATH" (.h264/.264 or .mjpeg/.mjpg) or "-" for standard input
+    /// source: "test", "file:PATH" (.h264/.264 or .mjpeg/.mjpg), "-" for standard input,
+    /// "rpicam", "v4l2:/dev/videoN" or "rtsp://[user@]host/path"
     #[argh(option)]
     pub source: Option<String>,
     /// footage directory (default ./footage)
@@ -105,6 +112,10 @@ pub fn main() -> i32 {
         Command::Unlock(a) => storage::unlock(a),
         Command::Clip(a) => storage::clip(a),
         Command::Recover(a) => storage::recover(a),
+        Command::Cameras(_) => {
+            print!("{}", crate::source::v4l2::list::listing());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => code,

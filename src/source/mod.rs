@@ -25,6 +25,7 @@ pub mod pacing;
 pub mod redact;
 pub mod rpicam;
 pub mod test_pattern;
+pub mod v4l2;
 
 use std::path::PathBuf;
 

@@ -50,7 +50,12 @@ pub fn open(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn Source>, 
             &opts.camera,
             opts.pool.clone(),
         )?)),
-        SourceSpec::V4l2(_) | SourceSpec::Rtsp(_) => Err(SourceError::Unsupported {
+        SourceSpec::V4l2(path) => Ok(Box::new(crate::source::v4l2::source::V4l2Source::open(
+            path,
+            &opts.camera,
+            opts.pool.clone(),
+        )?)),
+        SourceSpec::Rtsp(_) => Err(SourceError::Unsupported {
             input: crate::source::redact::redact_source(&format!("{spec:?}")),
             what: "not built yet".into(),
         }),
