@@ -24,6 +24,8 @@ pub mod open;
 pub mod pacing;
 pub mod redact;
 pub mod rpicam;
+#[cfg(feature = "rtsp")]
+pub mod rtsp;
 pub mod test_pattern;
 pub mod v4l2;
 

@@ -55,9 +55,16 @@ pub fn open(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn Source>, 
             &opts.camera,
             opts.pool.clone(),
         )?)),
-        SourceSpec::Rtsp(_) => Err(SourceError::Unsupported {
-            input: crate::source::redact::redact_source(&format!("{spec:?}")),
-            what: "not built yet".into(),
+        #[cfg(feature = "rtsp")]
+        SourceSpec::Rtsp(url) => Ok(Box::new(crate::source::rtsp::RtspSource::open(
+            url,
+            &opts.camera,
+            opts.pool.clone(),
+        )?)),
+        #[cfg(not(feature = "rtsp"))]
+        SourceSpec::Rtsp(url) => Err(SourceError::Unsupported {
+            input: url.to_string(),
+            what: "this dashcam was built without RTSP support (cargo feature `rtsp`)".into(),
         }),
         SourceSpec::TestPattern => Ok(Box::new(TestPattern::new(opts.test_pattern)?)),
         SourceSpec::File(path) => {
