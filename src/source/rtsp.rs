@@ -37,7 +37,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RtspSource {
     name: String,
     rt: tokio::runtime::Runtime,
-    session: Pin<Box<Demuxed>>,
+    /// Always `Some` until dropped (taken out in `Drop`, inside the runtime).
+    session: Option<Pin<Box<Demuxed>>>,
     stream: usize,
     format: Option<Arc<StreamFormat>>,
     stall: Duration,
@@ -188,7 +189,7 @@ impl RtspSource {
         let mut source = RtspSource {
             name,
             rt,
-            session: Box::pin(demuxed),
+            session: Some(Box::pin(demuxed)),
             stream,
             format: None,
             stall: Duration::from_secs_f64(cam.stall_timeout),
@@ -202,8 +203,10 @@ impl RtspSource {
 
     /// The stream format from retina's current parameters (from the SDP or in band).
     fn update_format(&mut self) {
-        let Some(ParametersRef::Video(vp)) = self
-            .session
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
+        let Some(ParametersRef::Video(vp)) = session
             .streams()
             .get(self.stream)
             .and_then(|s| s.parameters())
@@ -229,11 +232,21 @@ impl RtspSource {
     }
 }
 
+impl Drop for RtspSource {
+    fn drop(&mut self) {
+        // retina's session spawns its TEARDOWN on the runtime when dropped.
+        let _inside = self.rt.enter();
+        self.session = None;
+    }
+}
+
 impl Source for RtspSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
         loop {
             let stall = self.stall;
-            let session = &mut self.session;
+            let Some(session) = self.session.as_mut() else {
+                return Ok(None);
+            };
             let item = self
                 .rt
                 .block_on(async { tokio::time::timeout(stall, session.next()).await });
