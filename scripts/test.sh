@@ -22,11 +22,16 @@ fi
 
 # --- system packages -------------------------------------------------------------------
 # ffmpeg/ffprobe (inputs and judging), openssl (reproducible garbage input), flock
-# (util-linux: serialises input generation between parallel test processes).
+# (util-linux: serialises input generation between parallel test processes), GStreamer's
+# RTSP server (the RTSP camera tests).
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flock >/dev/null || need+=(util-linux)
+# GStreamer's RTSP server through python3-gi (tests/rtsp_camera.rs: a real RTSP server).
+for pkg in python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "${SKIP_APT:-0}" = 1 ]; then
         echo "test.sh: missing ${need[*]} and SKIP_APT=1" >&2
