@@ -51,6 +51,12 @@ pub struct V4l2Source {
     next_raw_ns: Option<i128>,
     pool: Option<BufferPool>,
     bad_buffers: u64,
+    /// Sequence numbers seen (first, last), buffers delivered, frames missing from the
+    /// sequence, buffers left out to keep to `raw_fps`: logged when the device closes.
+    first_seq: Option<u32>,
+    delivered: u64,
+    missing: u64,
+    thinned: u64,
 }
 
 fn lost(name: &str, why: impl Into<String>, retry: Retry) -> SourceError {
@@ -197,6 +203,10 @@ impl V4l2Source {
             next_raw_ns: None,
             pool,
             bad_buffers: 0,
+            first_seq: None,
+            delivered: 0,
+            missing: 0,
+            thinned: 0,
         })
     }
 
@@ -217,9 +227,12 @@ impl V4l2Source {
             let gap = f.sequence.wrapping_sub(last).wrapping_sub(1);
             if gap > 0 && gap < 1 << 20 {
                 self.pending_dropped = self.pending_dropped.saturating_add(gap);
+                self.missing += u64::from(gap);
             }
         }
+        self.first_seq.get_or_insert(f.sequence);
         self.last_seq = Some(f.sequence);
+        self.delivered += 1;
     }
 
     /// The frame's bytes from one H.264 buffer: AVCC into `out`; whether it holds an IDR
@@ -312,6 +325,17 @@ fn monotonic_ns() -> i128 {
     i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
 }
 
+impl Drop for V4l2Source {
+    fn drop(&mut self) {
+        if let (Some(first), Some(last)) = (self.first_seq, self.last_seq) {
+            info!(
+                "{}: closed after buffers {first}..{last}: {} delivered, {} missing from the sequence, {} bad, {} left out for raw_fps",
+                self.name, self.delivered, self.missing, self.bad_buffers, self.thinned
+            );
+        }
+    }
+}
+
 impl Source for V4l2Source {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
         loop {
@@ -342,7 +366,10 @@ impl Source for V4l2Source {
             };
             if let Kind::Raw(_) = self.kind {
                 match self.next_raw_ns {
-                    Some(due) if ts + 2_000_000 < due => continue,
+                    Some(due) if ts + 2_000_000 < due => {
+                        self.thinned += 1;
+                        continue;
+                    }
                     Some(due) => {
                         let next = due + self.raw_every_ns;
                         self.next_raw_ns = Some(if next < ts {
