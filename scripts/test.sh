@@ -71,7 +71,9 @@ else
 fi
 
 # Real power cuts, a full disk and a vanishing drive in a QEMU VM (storage keeper).
+# V4L2 capture from vivid (a real kernel driver) in the same kind of VM.
 if [ "${SKIP_VM:-0}" != 1 ]; then
+    step v4l2-vm bash scripts/vm/v4l2.sh
     step power-cut bash scripts/vm/power-cut.sh
 fi
 # The Pi Zero: ARMv6 build, the whole suite on an emulated ARM1176, readelf gates, dist
