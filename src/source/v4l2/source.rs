@@ -47,8 +47,13 @@ pub struct V4l2Source {
     last_seq: Option<u32>,
     pending_dropped: u32,
     first_ns: Option<i128>,
-    raw_every_ns: i128,
+    /// Raw pictures are thinned to `raw_fps` only when the device runs faster.
+    raw_every_ns: Option<i128>,
     next_raw_ns: Option<i128>,
+    /// When the stream had started (STREAMON returned): a buffer stamped before it was not
+    /// captured by this stream (v4l2loopback hands out its buffers as set up at REQBUFS,
+    /// holding the last picture from before) and is dropped and counted.
+    started_ns: i128,
     pool: Option<BufferPool>,
     bad_buffers: u64,
     /// Sequence numbers seen (first, last), buffers delivered, frames missing from the
@@ -160,6 +165,7 @@ impl V4l2Source {
             }
         );
         let stream = MmapStream::start(file).map_err(|e| fail("starting the stream", e))?;
+        let started_ns = monotonic_ns();
         let stride = if pix.bytesperline > 0 {
             pix.bytesperline as usize
         } else if kind == Kind::Raw(sys::PIX_YUYV) {
@@ -199,8 +205,10 @@ impl V4l2Source {
             last_seq: None,
             pending_dropped: 0,
             first_ns: None,
-            raw_every_ns: (1e9 / cam.raw_fps) as i128,
+            raw_every_ns: (raw && rate.is_none_or(|r| fps(r) > cam.raw_fps * 1.01))
+                .then_some((1e9 / cam.raw_fps) as i128),
             next_raw_ns: None,
+            started_ns,
             pool,
             bad_buffers: 0,
             first_seq: None,
@@ -359,26 +367,26 @@ impl Source for V4l2Source {
                 continue;
             }
             let now_ns = monotonic_ns();
+            if filled.time_ns > 0 && filled.time_ns < self.started_ns {
+                self.drop_buffer("captured before the stream started (a stale placeholder)");
+                continue;
+            }
             let ts = if filled.time_ns > 0 && filled.time_ns <= now_ns {
                 filled.time_ns
             } else {
                 now_ns
             };
-            if let Kind::Raw(_) = self.kind {
+            if let Some(every) = self.raw_every_ns {
                 match self.next_raw_ns {
                     Some(due) if ts + 2_000_000 < due => {
                         self.thinned += 1;
                         continue;
                     }
                     Some(due) => {
-                        let next = due + self.raw_every_ns;
-                        self.next_raw_ns = Some(if next < ts {
-                            ts + self.raw_every_ns
-                        } else {
-                            next
-                        });
+                        let next = due + every;
+                        self.next_raw_ns = Some(if next < ts { ts + every } else { next });
                     }
-                    None => self.next_raw_ns = Some(ts + self.raw_every_ns),
+                    None => self.next_raw_ns = Some(ts + every),
                 }
             }
             let mut out = self.pool.as_ref().map(BufferPool::take).unwrap_or_default();
