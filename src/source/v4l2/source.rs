@@ -46,6 +46,8 @@ pub struct V4l2Source {
     pps: Vec<Vec<u8>>,
     last_seq: Option<u32>,
     pending_dropped: u32,
+    /// H.264 after a sequence gap: frames up to the next keyframe cannot be decoded.
+    h264_resync: bool,
     first_ns: Option<i128>,
     /// Raw pictures are thinned to `raw_fps` only when the device runs faster.
     raw_every_ns: Option<i128>,
@@ -204,6 +206,7 @@ impl V4l2Source {
             pps: Vec::new(),
             last_seq: None,
             pending_dropped: 0,
+            h264_resync: false,
             first_ns: None,
             raw_every_ns: (raw && rate.is_none_or(|r| fps(r) > cam.raw_fps * 1.01))
                 .then_some((1e9 / cam.raw_fps) as i128),
@@ -236,6 +239,7 @@ impl V4l2Source {
             if gap > 0 && gap < 1 << 20 {
                 self.pending_dropped = self.pending_dropped.saturating_add(gap);
                 self.missing += u64::from(gap);
+                self.h264_resync = self.kind == Kind::H264;
             }
         }
         self.first_seq.get_or_insert(f.sequence);
@@ -430,7 +434,14 @@ impl Source for V4l2Source {
                         self.drop_buffer("no H.264 parameter sets yet (placeholder?)");
                         continue;
                     }
-                    idr || filled.flags & sys::BUF_FLAG_KEYFRAME != 0
+                    let key = idr || filled.flags & sys::BUF_FLAG_KEYFRAME != 0;
+                    if self.h264_resync && !key {
+                        // It refers to a picture that never came: wait for a keyframe.
+                        self.pending_dropped = self.pending_dropped.saturating_add(1);
+                        continue;
+                    }
+                    self.h264_resync = false;
+                    key
                 }
             };
             let Some(format) = self.format.clone() else {
