@@ -2,8 +2,8 @@
 # /init of the V4L2 VM (see scripts/vm/v4l2.sh). Kernel command-line word BENCH=1 runs the
 # benchmark instead (benches/v4l2_capture.sh). "GUEST: ..." lines on the serial console.
 #
-# 1. vivid, a real kernel V4L2 driver, as the camera: dashcam records YUYV 320x180
-#    (encoded to JPEG at raw_fps 5, the frame interval set to match) onto a vfat disk;
+# 1. vivid, a real kernel V4L2 driver, as the camera: dashcam records YUYV 640x360
+#    (encoded to JPEG at raw_fps 4, the frame interval set to match) onto a vfat disk;
 #    while it runs, vivid drops 40 % of its buffers for a while (sequence gaps) and is
 #    disconnected twice (ENODEV; vivid reconnects when the last handle closes).
 # 2. v4l2loopback (built out of tree) fed with real MJPEG frames (/dev/video10) and real
@@ -38,9 +38,10 @@ cpu_per_min() {
     b=$(cpu_of "$1")
     awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" 'BEGIN { printf "%.2f", (b - a) / hz * 2 }'
 }
-# ffmpeg from the host (read-only 9p share), with its own libraries.
+# ffmpeg from the host (read-only 9p share), with its own loader and libraries; exec, so
+# that the background job's pid is ffmpeg's.
 ffmpeg_host() {
-    /host/lib64/ld-linux-x86-64.so.2 --library-path /host/lib/x86_64-linux-gnu:/host/usr/lib/x86_64-linux-gnu \
+    exec "$(cat /ffmpeg-loader)" --library-path "$(cat /ffmpeg-libpath)" \
         /host/usr/bin/ffmpeg -nostdin -hide_banner -loglevel error "$@"
 }
 if [ "${BENCH:-0}" = 1 ]; then
@@ -51,9 +52,9 @@ if [ "${BENCH:-0}" = 1 ]; then
     pid=$!
     say "BENCH dashcam v4l2 YUYV 640x360 -> JPEG 2 fps: $(cpu_per_min $pid) CPU s/min"
     kill -TERM $pid; wait $pid
-    ffmpeg_host -f v4l2 -input_format yuyv422 -video_size 640x360 -framerate 2 -i /dev/video0 -c copy -f null - &
+    ffmpeg_host -f v4l2 -input_format yuyv422 -video_size 640x360 -framerate 2 -i /dev/video0 -c copy -y /mnt/ffmpeg-yuyv.avi &
     pid=$!
-    say "BENCH ffmpeg -f v4l2 YUYV 640x360 2 fps -c copy: $(cpu_per_min $pid) CPU s/min"
+    say "BENCH ffmpeg -f v4l2 YUYV 640x360 2 fps -c copy (into AVI): $(cpu_per_min $pid) CPU s/min"
     kill -TERM $pid; wait $pid
     /feed /dev/video10 mjpeg 1280 720 30 /bench720.mjpeg 100 >/dev/null &
     fpid=$!
@@ -64,9 +65,9 @@ if [ "${BENCH:-0}" = 1 ]; then
     pid=$!
     say "BENCH dashcam v4l2 MJPEG 1280x720 30 fps: $(cpu_per_min $pid) CPU s/min"
     kill -TERM $pid; wait $pid
-    ffmpeg_host -f v4l2 -input_format mjpeg -i /dev/video10 -c copy -f null - &
+    ffmpeg_host -f v4l2 -input_format mjpeg -i /dev/video10 -c copy -y /mnt/ffmpeg-mjpeg.avi &
     pid=$!
-    say "BENCH ffmpeg -f v4l2 MJPEG 1280x720 30 fps -c copy: $(cpu_per_min $pid) CPU s/min"
+    say "BENCH ffmpeg -f v4l2 MJPEG 1280x720 30 fps -c copy (into AVI): $(cpu_per_min $pid) CPU s/min"
     kill -TERM $pid; wait $pid
     kill $fpid
     sync

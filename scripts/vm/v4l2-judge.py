@@ -33,10 +33,10 @@ def frames(path):
 
 log = open(os.path.join(out, "dashcam.log"), errors="replace").read()
 cams = open(os.path.join(out, "cameras.txt"), errors="replace").read()
-check("/dev/video0" in cams and "YUYV" in cams and "320x180 @" in cams,
+check("/dev/video0" in cams and "YUYV" in cams and "640x360 @" in cams,
       "dashcam cameras lists vivid's /dev/video0, its YUYV format, sizes and rates")
-check(re.search(r"YUYV 320x180 at 5\.000 fps", log) is not None,
-      "negotiated YUYV 320x180 at 5 fps (S_FMT, S_PARM) and logged it")
+check(re.search(r"YUYV 640x360 at 4\.000 fps", log) is not None,
+      "negotiated YUYV 640x360 at 4 fps (S_FMT, S_PARM) and logged it")
 runs = [tuple(map(int, m)) for m in re.findall(
     r"closed after buffers (\d+)\.\.(\d+): (\d+) delivered, (\d+) missing from the sequence, (\d+) bad, (\d+) left out", log)]
 backs = [float(x) for x in re.findall(r"back after ([0-9.]+) s", log)]

@@ -64,6 +64,11 @@ ff -f lavfi -i testsrc2=size=640x360:rate=30 -t 6 -pix_fmt yuv420p -c:v libx264 
     -x264-params keyint=30:min-keyint=30:scenecut=0:repeat-headers=1 -f h264 "$root/in.h264"
 cp "$root/in.mjpeg" "$root/in.h264" "$run/"
 if [ "${BENCH:-0}" = 1 ]; then
+    # Where ffmpeg's libraries really are (alternatives and other absolute symlinks do not
+    # resolve under the guest's /host), for the guest's loader.
+    ldd "$(command -v ffmpeg)" | awk '/=>/ { print $3 }' | xargs -r readlink -f | xargs -r -n1 dirname |
+        sort -u | sed 's#^#/host#' | paste -sd: >"$root/ffmpeg-libpath"
+    echo "/host$(readlink -f /lib64/ld-linux-x86-64.so.2)" >"$root/ffmpeg-loader"
     ff -f lavfi -i testsrc2=size=1280x720:rate=30 -t 2 -pix_fmt yuvj422p -c:v mjpeg -q:v 4 -f mjpeg "$root/bench720.mjpeg"
 fi
 cp "$(command -v v4l2-ctl)" "$root/bin/v4l2-ctl"
@@ -111,16 +116,16 @@ dir = "/mnt/footage"
 segment_seconds = 60
 min_free = "0"
 [camera]
-raw_width = 320
-raw_height = 180
-raw_fps = 5
+raw_width = 640
+raw_height = 360
+raw_fps = 4
 raw_quality = 70
 stall_timeout = 3
 TOML
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$run/initrd.cpio"
 
 disk=$run/disk.img
-truncate -s 128M "$disk"
+truncate -s "$([ "${BENCH:-0}" = 1 ] && echo 2G || echo 128M)" "$disk"
 mkfs.fat -F 32 -s 1 "$disk" >/dev/null
 log "booting"
 start=$SECONDS

@@ -1,6 +1,7 @@
-//! The systemd notify thread: READY=1 once the first frame is on disk, WATCHDOG=1 only while
-//! frames flow and the writer makes progress, STATUS= the recorder's one-line state,
-//! STOPPING=1 when a stop begins.
+//! The systemd notify thread: READY=1 once the first frame is on disk (or once the recorder
+//! waits for a camera that is not there), WATCHDOG=1 only while frames flow and the writer
+//! makes progress or while it waits for a lost camera, STATUS= the recorder's one-line
+//! state, STOPPING=1 when a stop begins.
 //!
 //! It owns the timing of notifications. It only reads the shared status and the stop flag;
 //! it never stops or restarts anything itself: a wedged recorder is restarted by systemd
