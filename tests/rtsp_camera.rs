@@ -3,7 +3,8 @@
 //! serving a libx264 MP4 in real time with Digest or Basic authentication. Judged with
 //! ffprobe and framemd5 against the served file: frames bit-exact, a server killed and
 //! started again is a gap and a resume in a new segment, every segment clean; a wrong
-//! password is a clear message and slow retries, never a crash; credentials appear nowhere.
+//! password is a clear message and slow retries, never a crash; an H.265 camera (libx265)
+//! gets the codec and the setting to change; credentials appear nowhere.
 //! Without GStreamer's RTSP server installed (scripts/test.sh installs it) the tests say
 //! so and fail.
 
@@ -47,6 +48,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// 3 s of 320x180 H.265 (libx265) in MP4: what an H.265 camera serves.
+fn served_h265(dir: &Path) -> PathBuf {
+    let out = dir.join("served-h265.mp4");
+    let st = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x180:rate=30")
+        .args(["-t", "3", "-pix_fmt", "yuv420p", "-c:v", "libx265"])
+        .args(["-preset", "ultrafast", "-x265-params", "log-level=error"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success(), "ffmpeg could not make the H.265 file");
+    out
+}
+
 struct Server {
     child: Child,
     clients: Arc<AtomicUsize>,
@@ -54,14 +70,17 @@ struct Server {
 
 impl Server {
     fn start(port: u16, file: &Path, digest: bool, password: &str) -> Server {
+        Server::start_codec(port, file, digest, password, "h264")
+    }
+
+    fn start_codec(port: u16, file: &Path, digest: bool, password: &str, codec: &str) -> Server {
         let script = common::repo_dir().join("tests/rtsp/gst-rtsp-server.py");
         let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(script).arg(port.to_string()).arg(file).args([
-            "--user",
-            USER,
-            "--password",
-            password,
-        ]);
+        cmd.arg(script)
+            .arg(port.to_string())
+            .arg(file)
+            .args(["--codec", codec])
+            .args(["--user", USER, "--password", password]);
         if digest {
             cmd.arg("--digest");
         }
@@ -225,6 +244,36 @@ fn rtsp_wrong_password_is_a_clear_error_retried_with_backoff_never_a_crash() {
     );
     // Tries after about 0, 1, 3, 7 s: a handful, not a tight loop.
     assert!((2..=6).contains(&attempts), "{attempts} connections in 9 s");
+    assert_no_credentials("the log", &stderr);
+    assert!(segments(&footage).is_empty());
+}
+
+#[test]
+fn rtsp_h265_camera_gets_an_error_naming_the_codec_and_the_setting_to_change() {
+    let tmp = tmpdir("rtsp-h265");
+    let file = served_h265(tmp.path());
+    let port = free_port();
+    let footage = tmp.path().join("footage");
+    let _server = Server::start_codec(port, &file, true, PASSWORD, "h265");
+    let mut proc = Proc::spawn(command(tmp.path(), port, &footage));
+    assert!(
+        wait_until(scaled(20.0), || proc.stderr_text().contains("H.265")),
+        "no H.265 message:\n{}",
+        proc.stderr_text()
+    );
+    assert!(
+        proc.wait_timeout(Duration::from_millis(10)).is_none(),
+        "dashcam exited"
+    );
+    proc.signal(libc::SIGTERM);
+    let out = proc.finish(scaled(20.0));
+    let stderr = common::text(&out.stderr);
+    assert!(out.status.success(), "exit {}:\n{stderr}", out.status);
+    assert!(
+        stderr.contains("the camera sends H.265 (HEVC) video")
+            && stderr.contains("set the camera's video encoding to H.264"),
+        "{stderr}"
+    );
     assert_no_credentials("the log", &stderr);
     assert!(segments(&footage).is_empty());
 }
