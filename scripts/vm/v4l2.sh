@@ -139,7 +139,7 @@ grep "GUEST:" "$run/serial.log" >&2 || true
 mkdir -p "$run/out"
 mcopy -s -n -i "$disk" ::/ "$run/out/" 2>/dev/null || die "cannot read the disk image"
 if [ "${BENCH:-0}" = 1 ]; then
-    grep "GUEST: BENCH" "$run/serial.log" | sed 's/^GUEST: BENCH //'
+    grep "GUEST: BENCH" "$run/serial.log" | sed 's/.*GUEST: BENCH //'
     exit 0
 fi
 python3 "$here/scripts/vm/v4l2-judge.py" "$run/out" "$run"
