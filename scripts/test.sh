@@ -25,7 +25,8 @@ fi
 # ffmpeg/ffprobe (inputs and judging), openssl (reproducible garbage input), flock
 # (util-linux: serialises input generation between parallel test processes), chromium (the
 # phone page in a headless browser, tests/web_browser.rs), promtool (package prometheus:
-# checks /metrics, tests/web_api.rs), fonts for the page's screenshots.
+# checks /metrics, tests/web_api.rs), fonts for the page's screenshots, GStreamer's RTSP
+# server (the RTSP camera tests).
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v openssl >/dev/null || need+=(openssl)
@@ -39,6 +40,10 @@ for p in gstreamer1.0-plugins-base-apps gstreamer1.0-plugins-good gstreamer1.0-p
 done
 command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
 command -v promtool >/dev/null || need+=(prometheus)
+# GStreamer's RTSP server through python3-gi (tests/rtsp_camera.rs: a real RTSP server).
+for pkg in python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "${SKIP_APT:-0}" = 1 ]; then
         echo "test.sh: missing ${need[*]} and SKIP_APT=1" >&2
@@ -84,7 +89,9 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
 fi
 
 # Real power cuts, a full disk and a vanishing drive in a QEMU VM (storage keeper).
+# V4L2 capture from vivid (a real kernel driver) in the same kind of VM.
 if [ "${SKIP_VM:-0}" != 1 ]; then
+    step v4l2-vm bash scripts/vm/v4l2.sh
     step power-cut bash scripts/vm/power-cut.sh
 fi
 # The Pi Zero: ARMv6 build, the whole suite on an emulated ARM1176, readelf gates, dist

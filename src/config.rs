@@ -1,11 +1,20 @@
-//! Configuration: built-in defaults, then a TOML file, then command-line flags.
+//! Configuration: built-in defaults, then a TOML file, then environment variables, then
+//! command-line flags.
 //!
-//! It owns parsing and validation. Every error names the key, the line in the file and
-//! what is allowed. It never touches the footage directory or the camera.
+//! It owns parsing and validation. Every error names the key, the line in the file (or the
+//! environment variable) and what is allowed. Every key can come from an environment
+//! variable named `DASHCAM_` + the key in capitals, a table's keys with the table's name in
+//! front (`DASHCAM_SOURCE`, `DASHCAM_DIR`, `DASHCAM_CAMERA_WIDTH`, `DASHCAM_GPIO_ENABLED`):
+//! the value is read as a TOML value when it is one (`60`, `true`, `["a", "b"]`) and as a
+//! string otherwise. Variables that name no key are ignored. The camera password is never
+//! a key: only `camera.password_file` points at it. It never touches the footage directory
+//! or the camera.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub(crate) mod env;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/dashcam/dashcam.toml";
@@ -13,7 +22,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/dashcam/dashcam.toml";
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `test`, `file:PATH` or `-` (standard input).
+    /// `test`, `file:PATH`, `-` (standard input), `rpicam`, `v4l2:/dev/videoN` or
+    /// `rtsp://[user@]host[:port]/path`.
     pub source: String,
     /// Footage directory.
     pub dir: PathBuf,
@@ -30,6 +40,8 @@ pub struct Config {
     /// Frames the capture thread may queue ahead of the writer.
     pub queue_frames: usize,
     pub test_pattern: TestPatternConfig,
+    /// What cameras are asked for (size, rate, rpicam-vid settings, RTSP connection).
+    pub camera: crate::source::camera_config::CameraConfig,
     /// Loop quota: footage kept at most, bytes (`"28G"`, `"500M"` or a number).
     pub max_size: Option<SizeValue>,
     /// Loop quota: footage kept at most, percent of the file system.
@@ -74,6 +86,7 @@ impl Default for Config {
             fast: false,
             queue_frames: 64,
             test_pattern: TestPatternConfig::default(),
+            camera: crate::source::camera_config::CameraConfig::default(),
             max_size: None,
             max_percent: None,
             min_free: None,
@@ -171,18 +184,82 @@ impl Config {
         Ok(config)
     }
 
-    /// Read `path`, or `DEFAULT_CONFIG_PATH` when `None` and it exists, else the defaults.
+    /// Read `path`, or `DEFAULT_CONFIG_PATH` when `None` and it exists, else the defaults;
+    /// then the `DASHCAM_*` environment variables over it.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let path = match path {
-            Some(p) => p.to_path_buf(),
-            None if Path::new(DEFAULT_CONFIG_PATH).exists() => PathBuf::from(DEFAULT_CONFIG_PATH),
-            None => return Ok(Config::default()),
+        Config::load_with_env(path, std::env::vars())
+    }
+
+    /// [`Config::load`] with the given environment.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (text, name) = match path {
+            Some(p) => (Some(p.to_path_buf()), p.display().to_string()),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => (
+                Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
+                DEFAULT_CONFIG_PATH.to_string(),
+            ),
+            None => (None, "the built-in defaults".to_string()),
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
+        let text = match text {
+            Some(p) => std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Config::from_toml_and_env(&text, &name, env)
+    }
+
+    /// Parse `text` (named `path` in messages), then apply the `DASHCAM_*` variables of `env`.
+    pub fn from_toml_and_env(
+        text: &str,
+        path: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let from_file = Config::from_toml(text, path)?;
+        let overrides = env::overrides(env);
+        if overrides.is_empty() {
+            return Ok(from_file);
+        }
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_string(),
+            line: None,
+            message: e.message().to_string(),
         })?;
-        Config::from_toml(&text, &path.display().to_string())
+        for o in &overrides {
+            // Each variable alone first, so a wrong type names the variable.
+            let alone = o.as_toml();
+            let origin = format!("environment variable {}", o.var);
+            Config::from_toml(&alone, &origin)?;
+            o.apply(&mut table);
+            log::debug!("{} sets {}", o.var, o.key());
+        }
+        let merged = toml::to_string(&table).map_err(|e| ConfigError::Syntax {
+            path: path.to_string(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        let config: Config = toml::from_str(&merged).map_err(|e| ConfigError::Syntax {
+            path: format!("{path} with the DASHCAM_* environment"),
+            line: None,
+            message: e.message().to_string(),
+        })?;
+        config.validate().map_err(|(key, message)| {
+            let from_env = overrides.iter().find(|o| o.key() == key);
+            ConfigError::Invalid {
+                path: match from_env {
+                    Some(o) => format!("environment variable {}", o.var),
+                    None => path.to_string(),
+                },
+                line: from_env.map_or_else(|| find_key_line(text, &key), |_| None),
+                key,
+                message,
+            }
+        })?;
+        Ok(config)
     }
 
     /// Check ranges; the error is (key, what is allowed).
@@ -280,6 +357,7 @@ impl Config {
                 format!("is {}; allowed: 0 to 600", self.post_event_seconds),
             );
         }
+        self.camera.validate()?;
         self.gpio.validate()?;
         self.web.validate()?;
         Ok(())

@@ -92,7 +92,6 @@ pub struct Frame {
 /// dropped the connection). Frames sent before a [`Captured::SourceLost`] are written
 /// before it is acted on: the channel keeps their order.
 #[derive(Debug)]
-#[allow(dead_code)] // TODO(issue 10): the camera sources send SourceLost and SourceBack
 pub enum Captured {
     Frame(Frame),
     /// The source is gone since `at` (wall time), for the reason in words. The open

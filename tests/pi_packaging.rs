@@ -114,8 +114,8 @@ fn shipped_configuration_is_valid_commented_and_gpio_is_off() {
     let cfg = Config::from_toml(&text, "packaging/dashcam.toml").expect("valid");
     assert!(!cfg.gpio.enabled, "GPIO must be off by default");
     assert_eq!(
-        cfg.source, "-",
-        "under systemd the camera command is piped in"
+        cfg.source, "rpicam",
+        "under systemd dashcam starts and supervises rpicam-vid itself"
     );
     // Commented: more comment lines than settings, and each GPIO key shown.
     let comments = text
@@ -254,7 +254,12 @@ fn debian_package_metadata_assets_exist_and_scripts_create_the_user() {
         .status()
         .expect("sh -n")
         .success());
-    assert!(read("packaging/default").contains("DASHCAM_CAMERA=\"rpicam-vid "));
+    // dashcam is the unit's main process (it supervises the camera itself).
+    assert!(read("packaging/dashcam-start").contains("exec /usr/bin/dashcam run"));
+    assert_eq!(
+        one(&read("systemd/dashcam.service"), "Service", "NotifyAccess"),
+        "main"
+    );
 }
 
 const LAYER: &str = "yocto-layer/meta-dashcam";

@@ -217,8 +217,10 @@ gates() {
     elf_gates "$arm_bin" && record_gate
 }
 
+# What ships to the Pi leaves out the `rtsp` feature (retina and tokio): with it the dist
+# binary is 2.81 MiB, over the limit (measured 2026-12). The tests above run with it.
 dist() {
-    zig_cargo build --profile dist --target "$TRIPLE" -Zbuild-std=std,panic_abort \
+    zig_cargo build --profile dist --target "$TRIPLE" -Zbuild-std=std,panic_abort --no-default-features \
         >"$LOGS/dist.log" 2>&1 || { tail -30 "$LOGS/dist.log" >&2; return 1; }
     elf_gates "$dist_bin" || return 1
     local size

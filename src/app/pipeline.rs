@@ -20,9 +20,9 @@ use crate::config::Config;
 use crate::disk::layout::Layout;
 use crate::disk::space;
 use crate::frame::BufferPool;
-use crate::recorder::capture::{run_capture, CaptureReport};
+use crate::recorder::capture::{run_supervised, CaptureReport};
 use crate::recorder::writer::{run_writer, SegmentWriter, WriterReport, WriterSettings};
-use crate::source::open::{open, SourceOptions};
+use crate::source::open::{open, reopener, SourceOptions};
 use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
 use crate::state::control::Control;
@@ -74,8 +74,23 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
             quality: config.test_pattern.quality,
         },
         pool: Some(pool.clone()),
+        camera: config.camera.clone(),
     };
-    let source = open(&spec, &options).context("cannot open the source")?;
+    // A camera that is not there yet is waited for (the capture loop keeps trying); any
+    // other source must open now.
+    let first = open(&spec, &options);
+    let first = match first {
+        Err(e @ crate::source::SourceError::Lost { .. }) if spec.is_camera() => {
+            warn!("{e}; recording starts when the camera is there");
+            Err(e)
+        }
+        other => Ok(other.context("cannot open the source")?),
+    };
+    let reopen = reopener(&spec, &options);
+    let (describe, live) = match &first {
+        Ok(s) => (s.describe(), s.is_live()),
+        Err(_) => (crate::source::redact::redact_source(&config.source), true),
+    };
     // The writer first: a footage directory it cannot use (a file in the way) is said
     // once, before the footage core looks at it.
     let writer = SegmentWriter::new(WriterSettings {
@@ -93,14 +108,14 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
     }
     info!(
         "recording {} into {} ({} s segments)",
-        source.describe(),
+        describe,
         config.dir.display(),
         config.segment_seconds
     );
 
     // A live source needs room to ride out a slow fsync; a file just waits, so a short
     // queue saves memory without losing anything.
-    let queue = if source.is_live() {
+    let queue = if live {
         config.queue_frames
     } else {
         config.queue_frames.min(4)
@@ -135,7 +150,7 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
         let stop = stop.clone();
         thread::Builder::new()
             .name("capture".into())
-            .spawn(move || run_capture(source, frame_tx, stop))
+            .spawn(move || run_supervised(first, reopen, frame_tx, stop))
             .context("cannot start the capture thread")?
     };
     let live = switch.map(|_| LiveRun {

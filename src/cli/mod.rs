@@ -35,7 +35,13 @@ pub enum Command {
     Clip(storage::ClipArgs),
     Recover(storage::RecoverArgs),
     Password(password::PasswordArgs),
+    Cameras(CamerasArgs),
 }
+
+/// List the cameras: V4L2 devices with their formats, sizes and rates, and the Pi camera.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cameras")]
+pub struct CamerasArgs {}
 
 /// Record: read the source and write rolling segment files.
 #[derive(FromArgs, Debug)]
@@ -44,7 +50,8 @@ pub struct RunArgs {
     /// config file (default /etc/dashcam/dashcam.toml when present)
     #[argh(option)]
     pub config: Option<PathBuf>,
-    /// source: "test", "file:PATH" (.h264/.264 or .mjpeg/.mjpg) or "-" for standard input
+    /// source: "test", "file:PATH" (.h264/.264 or .mjpeg/.mjpg), "-" for standard input,
+    /// "rpicam", "v4l2:/dev/videoN" or "rtsp://[user@]host/path"
     #[argh(option)]
     pub source: Option<String>,
     /// footage directory (default ./footage)
@@ -110,6 +117,10 @@ pub fn main() -> i32 {
         Command::Clip(a) => storage::clip(a),
         Command::Recover(a) => storage::recover(a),
         Command::Password(a) => password::password(a),
+        Command::Cameras(_) => {
+            print!("{}", crate::source::v4l2::list::listing());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => code,
@@ -228,7 +239,8 @@ fn list(a: ListArgs) -> Result<()> {
 }
 
 fn check_config(a: CheckConfigArgs) -> Result<()> {
-    let config = Config::load(Some(&a.file))?;
+    let mut config = Config::load(Some(&a.file))?;
+    config.source = crate::source::redact::redact_source(&config.source);
     println!("{}: ok", a.file.display());
     println!("{config:#?}");
     Ok(())

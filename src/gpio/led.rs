@@ -20,7 +20,7 @@ pub enum Pattern {
 pub fn pattern(health: &Health) -> Pattern {
     match health {
         Health::Recording => Pattern::On,
-        Health::Starting | Health::Stalled(_) => Pattern::Blink,
+        Health::Starting | Health::Stalled(_) | Health::WaitingForSource(_) => Pattern::Blink,
         Health::Stopped => Pattern::Off,
     }
 }

@@ -5,16 +5,26 @@
 //! the next frame that gets through (so it lands in the segment metadata). After a dropped
 //! H.264 frame every frame up to the next keyframe is dropped too, since they could not be
 //! decoded. A file source simply waits. This loop never writes files.
+//!
+//! It also supervises cameras. A camera that goes away ([`SourceError::Lost`]: unplugged,
+//! its process died or stalled, its server dropped the connection) becomes a
+//! [`Captured::SourceLost`] for the writer (sent after every frame already queued), the
+//! source is dropped (which closes the device or ends the process), and it is opened again
+//! through [`Reopen`] after a [`Backoff`]; its first frame after that sends
+//! [`Captured::SourceBack`]. A camera that cannot be opened at start is handled the same
+//! way, so the service stays up, waiting for it. Frames the source itself reports lost
+//! (`Frame::dropped_before` set by the source: V4L2 sequence gaps, placeholder buffers)
+//! are added to the count that travels with the frame.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{SendTimeoutError, Sender};
-use log::{error, warn};
+use log::{debug, error, info, warn};
 
 use crate::frame::{Captured, Codec};
-use crate::source::{Source, SourceError};
+use crate::source::{Reopen, Retry, Source, SourceError};
 
 /// How long a live source may wait for room in the queue before the frame is dropped.
 pub const LIVE_SEND_WAIT: Duration = Duration::from_millis(50);
@@ -22,33 +32,152 @@ pub const LIVE_SEND_WAIT: Duration = Duration::from_millis(50);
 const MAX_ERRORS_WITHOUT_FRAME: u32 = 1000;
 /// At most one "dropping frames" warning this often.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+/// A camera that has delivered frames this long is healthy again: its backoff restarts.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// How long to wait before opening a lost camera again. Pure: it only counts.
+///
+/// [`Retry::Soon`] waits 0.25 s, then 0.5 s, then 1 s each time (a device node or a server
+/// that may be back any moment: recording resumes within about a second of its return);
+/// [`Retry::Later`] waits 1 s, doubling up to 30 s (a crashing process, a refused
+/// password: no tight restart loop). A camera that works again for
+/// `BACKOFF_RESET_AFTER` starts from the beginning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    soon: Duration,
+    later: Duration,
+}
+
+impl Backoff {
+    const SOON_FIRST: Duration = Duration::from_millis(250);
+    const SOON_MAX: Duration = Duration::from_secs(1);
+    const LATER_FIRST: Duration = Duration::from_secs(1);
+    const LATER_MAX: Duration = Duration::from_secs(30);
+
+    pub fn new() -> Backoff {
+        Backoff {
+            soon: Self::SOON_FIRST,
+            later: Self::LATER_FIRST,
+        }
+    }
+
+    /// The wait before the next attempt after a failure of this kind.
+    pub fn after_failure(&mut self, retry: Retry) -> Duration {
+        let (cur, max) = match retry {
+            Retry::Soon => (&mut self.soon, Self::SOON_MAX),
+            Retry::Later => (&mut self.later, Self::LATER_MAX),
+        };
+        let wait = (*cur).min(max);
+        *cur = (*cur * 2).min(max);
+        wait
+    }
+
+    pub fn reset(&mut self) {
+        *self = Backoff::new();
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
 
 /// How the capture loop ended.
 #[derive(Debug, Default)]
 pub struct CaptureReport {
     pub frames_sent: u64,
     pub frames_dropped: u64,
+    /// Frames the source itself reported lost (camera sequence gaps, bad buffers).
+    pub source_dropped: u64,
+    /// Times the camera went away.
+    pub gaps: u64,
     /// Problems with the input that were survived (corrupt data, skipped bytes).
     pub input_errors: u64,
     /// The error that ended capture, if it did not end at the end of the input.
     pub fatal: Option<SourceError>,
 }
 
-pub fn run_capture(
-    mut source: Box<dyn Source>,
+/// The camera is away since `since`.
+struct Away {
+    since: Instant,
+    why: String,
+}
+
+/// Capture, opening the source again through `reopen` whenever it is lost. `first` is the
+/// result of the first opening (a camera that is not there yet is waited for).
+pub fn run_supervised(
+    first: Result<Box<dyn Source>, SourceError>,
+    mut reopen: Option<Reopen>,
     frames: Sender<Captured>,
     stop: Arc<AtomicBool>,
 ) -> CaptureReport {
     let mut report = CaptureReport::default();
-    let live = source.is_live();
     let mut pending_drops: u32 = 0;
     let mut dropping_until_keyframe = false;
     let mut errors_in_a_row = 0u32;
     let mut last_drop_log: Option<Instant> = None;
     let mut drops_since_log = 0u64;
+    let mut backoff = Backoff::new();
+    let mut wait = Duration::ZERO;
+    let mut away: Option<Away> = None;
+    let mut run_started = Instant::now();
+    let mut name = String::new();
+
+    let mut source = match first {
+        Ok(s) => Some(s),
+        Err(SourceError::Lost { input, why, retry }) if reopen.is_some() => {
+            if !announce_lost(&frames, &mut report, &mut away, &input, why) {
+                return report;
+            }
+            wait = backoff.after_failure(retry);
+            name = input;
+            None
+        }
+        Err(e) => {
+            report.fatal = Some(e);
+            return report;
+        }
+    };
 
     while !stop.load(Ordering::Relaxed) {
-        let mut frame = match source.next_frame() {
+        let Some(src) = source.as_mut() else {
+            // The camera is away: wait, then try to open it again.
+            if !sleep_unless(&stop, wait) {
+                break;
+            }
+            let Some(open) = reopen.as_mut() else { break };
+            match open() {
+                Ok(s) => {
+                    info!("{}: opened again", s.describe());
+                    run_started = Instant::now();
+                    source = Some(s);
+                }
+                Err(SourceError::Lost { why, retry, .. }) => {
+                    wait = backoff.after_failure(retry);
+                    match away.as_mut() {
+                        Some(a) if a.why != why => {
+                            warn!(
+                                "{name}: still away: {why}; next try in {:.1} s",
+                                wait.as_secs_f64()
+                            );
+                            a.why = why;
+                        }
+                        _ => debug!(
+                            "{name}: still away: {why}; next try in {:.1} s",
+                            wait.as_secs_f64()
+                        ),
+                    }
+                }
+                Err(e) => {
+                    report.fatal = Some(e);
+                    break;
+                }
+            }
+            continue;
+        };
+        let live = src.is_live();
+        let mut frame = match src.next_frame() {
             Ok(Some(frame)) => {
                 errors_in_a_row = 0;
                 frame
@@ -64,20 +193,51 @@ pub fn run_capture(
                 }
                 continue;
             }
+            Err(SourceError::Lost { input, why, retry }) if reopen.is_some() => {
+                // Dropping the source closes the device or ends the camera process.
+                source = None;
+                wait = backoff.after_failure(retry);
+                if away.is_none() {
+                    if !announce_lost(&frames, &mut report, &mut away, &input, why) {
+                        break;
+                    }
+                } else {
+                    warn!("{input}: lost again before a frame: {why}");
+                }
+                info!("{input}: opening again in {:.1} s", wait.as_secs_f64());
+                name = input;
+                dropping_until_keyframe = false;
+                continue;
+            }
             Err(e) => {
                 report.fatal = Some(e);
                 break;
             }
         };
+        if let Some(a) = away.take() {
+            info!(
+                "{}: back after {:.1} s",
+                src.describe(),
+                a.since.elapsed().as_secs_f64()
+            );
+            if frames.send(Captured::SourceBack).is_err() {
+                break;
+            }
+        }
+        if run_started.elapsed() >= BACKOFF_RESET_AFTER {
+            backoff.reset();
+        }
+        let from_source = frame.dropped_before;
+        report.source_dropped += u64::from(from_source);
 
         if dropping_until_keyframe && !frame.keyframe {
-            pending_drops = pending_drops.saturating_add(1);
+            pending_drops = pending_drops.saturating_add(1).saturating_add(from_source);
             report.frames_dropped += 1;
             drops_since_log += 1;
             continue;
         }
         dropping_until_keyframe = false;
-        frame.dropped_before = pending_drops;
+        frame.dropped_before = from_source.saturating_add(pending_drops);
         let codec = frame.format.codec;
 
         let sent = if live {
@@ -96,7 +256,7 @@ pub fn run_capture(
             report.frames_sent += 1;
             pending_drops = 0;
         } else {
-            pending_drops = pending_drops.saturating_add(1);
+            pending_drops = pending_drops.saturating_add(1).saturating_add(from_source);
             report.frames_dropped += 1;
             drops_since_log += 1;
             dropping_until_keyframe = codec == Codec::H264;
@@ -104,7 +264,7 @@ pub fn run_capture(
         if drops_since_log > 0 && last_drop_log.is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY) {
             warn!(
                 "writer too slow: dropped {drops_since_log} frame(s) from {} ({} in all)",
-                source.describe(),
+                src.describe(),
                 report.frames_dropped
             );
             last_drop_log = Some(Instant::now());
@@ -118,6 +278,44 @@ pub fn run_capture(
         );
     }
     report
+}
+
+/// Tell the writer the camera is gone (after the frames already queued). False when the
+/// writer has gone away.
+fn announce_lost(
+    frames: &Sender<Captured>,
+    report: &mut CaptureReport,
+    away: &mut Option<Away>,
+    input: &str,
+    why: String,
+) -> bool {
+    warn!("camera lost: {input}: {why}");
+    report.gaps += 1;
+    *away = Some(Away {
+        since: Instant::now(),
+        why: why.clone(),
+    });
+    frames
+        .send(Captured::SourceLost {
+            at: SystemTime::now(),
+            why,
+        })
+        .is_ok()
+}
+
+/// Sleep `d`, waking early for a stop; false when stopped.
+fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
 }
 
 #[cfg(test)]
@@ -185,8 +383,9 @@ mod tests {
         for (codec, keyframe_every) in [(Codec::Mjpeg, 1), (Codec::H264, 5)] {
             let (tx, rx) = crossbeam_channel::bounded(2);
             let stop = Arc::new(AtomicBool::new(false));
-            let capture =
-                std::thread::spawn(move || run_capture(burst(codec, 40, keyframe_every), tx, stop));
+            let capture = std::thread::spawn(move || {
+                run_supervised(Ok(burst(codec, 40, keyframe_every)), None, tx, stop)
+            });
             // Read nothing until capture is over: it must finish on its own.
             let report = capture.join().expect("capture thread");
             let received: Vec<Frame> = rx
@@ -210,5 +409,101 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Yields `frames` keyframes, then ends with `end` (lost, or the end of the input).
+    struct Flaky {
+        inner: Box<dyn Source>,
+        left: u32,
+        lost: bool,
+    }
+
+    impl Source for Flaky {
+        fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+            if self.left == 0 {
+                if self.lost {
+                    return Err(SourceError::lost("cam", "unplugged", Retry::Soon));
+                }
+                return Ok(None);
+            }
+            self.left -= 1;
+            self.inner.next_frame()
+        }
+        fn is_live(&self) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    /// A camera absent at start, then back for three frames, lost, absent once more, back
+    /// for two: the writer hears of each loss once, after the frames before it, and of
+    /// each return before the first frame after it.
+    #[test]
+    fn a_lost_camera_is_a_gap_then_reopened() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut opens = 0;
+        let reopen: Reopen = Box::new(move || {
+            opens += 1;
+            match opens {
+                1 => Ok(Box::new(Flaky {
+                    inner: burst(Codec::Mjpeg, 100, 1),
+                    left: 3,
+                    lost: true,
+                }) as Box<dyn Source>),
+                2 => Err(SourceError::lost("cam", "no such device", Retry::Soon)),
+                _ => Ok(Box::new(Flaky {
+                    inner: burst(Codec::Mjpeg, 100, 1),
+                    left: 2,
+                    lost: false,
+                })),
+            }
+        });
+        let first = Err(SourceError::lost("cam", "no such device", Retry::Soon));
+        let report = run_supervised(first, Some(reopen), tx, stop);
+        let got: Vec<String> = rx
+            .try_iter()
+            .map(|c| match c {
+                Captured::Frame(_) => "F".to_string(),
+                Captured::SourceLost { why, .. } => format!("lost({why})"),
+                Captured::SourceBack => "back".to_string(),
+            })
+            .collect();
+        assert_eq!(
+            got.join(" "),
+            "lost(no such device) back F F F lost(unplugged) back F F"
+        );
+        assert_eq!(report.gaps, 2);
+        assert_eq!(report.frames_sent, 5);
+        assert!(report.fatal.is_none());
+    }
+
+    #[test]
+    fn a_lost_file_is_fatal_without_a_way_to_reopen_it() {
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let src = Box::new(Flaky {
+            inner: burst(Codec::Mjpeg, 10, 1),
+            left: 1,
+            lost: true,
+        });
+        let report = run_supervised(Ok(src), None, tx, Arc::new(AtomicBool::new(false)));
+        assert!(matches!(report.fatal, Some(SourceError::Lost { .. })));
+    }
+
+    #[test]
+    fn backoff_is_short_for_a_missing_device_and_grows_for_a_crashing_one() {
+        let mut b = Backoff::new();
+        let soon: Vec<u64> = (0..4)
+            .map(|_| b.after_failure(Retry::Soon).as_millis() as u64)
+            .collect();
+        assert_eq!(soon, [250, 500, 1000, 1000]);
+        let later: Vec<u64> = (0..7)
+            .map(|_| b.after_failure(Retry::Later).as_secs())
+            .collect();
+        assert_eq!(later, [1, 2, 4, 8, 16, 30, 30]);
+        b.reset();
+        assert_eq!(b.after_failure(Retry::Later), Duration::from_secs(1));
     }
 }

@@ -1,6 +1,7 @@
-//! The systemd notify thread: READY=1 once the first frame is on disk, WATCHDOG=1 only while
-//! frames flow and the writer makes progress, STATUS= the recorder's one-line state,
-//! STOPPING=1 when a stop begins.
+//! The systemd notify thread: READY=1 once the first frame is on disk (or once the recorder
+//! waits for a camera that is not there), WATCHDOG=1 only while frames flow and the writer
+//! makes progress or while it waits for a lost camera, STATUS= the recorder's one-line
+//! state, STOPPING=1 when a stop begins.
 //!
 //! It owns the timing of notifications. It only reads the shared status and the stop flag;
 //! it never stops or restarts anything itself: a wedged recorder is restarted by systemd
@@ -116,6 +117,12 @@ fn run(
             info!("first frame on disk: ready");
             states.push(State::Ready);
         }
+        if !ready && matches!(health, Health::WaitingForSource(_)) {
+            // Up and waiting for its camera: started, not failed (no restart loop).
+            ready = true;
+            info!("ready, waiting for the camera");
+            states.push(State::Ready);
+        }
         if stop.load(Ordering::SeqCst) && !stopping_sent {
             match gpio_reason(gpio_stop) {
                 Some(reason) => {
@@ -129,7 +136,7 @@ fn run(
         }
         if let (Some(interval), true) = (settings.ping_interval(), ready) {
             match &health {
-                Health::Recording => {
+                Health::Recording | Health::WaitingForSource(_) => {
                     stalled_logged = false;
                     if last_ping.is_none_or(|t| now.saturating_duration_since(t) >= interval) {
                         last_ping = Some(now);

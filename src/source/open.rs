@@ -8,10 +8,11 @@ use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::Path;
 
+use crate::source::camera_config::CameraConfig;
 use crate::source::h264_stream::H264Stream;
 use crate::source::mjpeg_stream::MjpegStream;
 use crate::source::test_pattern::{TestPattern, TestPatternOptions};
-use crate::source::{Source, SourceError, SourceSpec};
+use crate::source::{Reopen, Source, SourceError, SourceSpec};
 
 /// What the source needs from the configuration.
 #[derive(Clone, Debug)]
@@ -23,6 +24,8 @@ pub struct SourceOptions {
     pub test_pattern: TestPatternOptions,
     /// Where stream sources take their frame buffers from (the writer gives them back).
     pub pool: Option<crate::frame::BufferPool>,
+    /// What cameras are asked for (`[camera]`).
+    pub camera: CameraConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,8 +34,38 @@ enum StreamKind {
     Mjpeg,
 }
 
+/// How to open a camera again after it was lost; `None` for sources that are not cameras.
+pub fn reopener(spec: &SourceSpec, opts: &SourceOptions) -> Option<Reopen> {
+    if !spec.is_camera() {
+        return None;
+    }
+    let spec = spec.clone();
+    let opts = opts.clone();
+    Some(Box::new(move || open(&spec, &opts)))
+}
+
 pub fn open(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn Source>, SourceError> {
     match spec {
+        SourceSpec::Rpicam => Ok(Box::new(crate::source::rpicam::RpicamSource::open(
+            &opts.camera,
+            opts.pool.clone(),
+        )?)),
+        SourceSpec::V4l2(path) => Ok(Box::new(crate::source::v4l2::source::V4l2Source::open(
+            path,
+            &opts.camera,
+            opts.pool.clone(),
+        )?)),
+        #[cfg(feature = "rtsp")]
+        SourceSpec::Rtsp(url) => Ok(Box::new(crate::source::rtsp::RtspSource::open(
+            url,
+            &opts.camera,
+            opts.pool.clone(),
+        )?)),
+        #[cfg(not(feature = "rtsp"))]
+        SourceSpec::Rtsp(url) => Err(SourceError::Unsupported {
+            input: url.to_string(),
+            what: "this dashcam was built without RTSP support (cargo feature `rtsp`)".into(),
+        }),
         SourceSpec::TestPattern => Ok(Box::new(TestPattern::new(opts.test_pattern)?)),
         SourceSpec::File(path) => {
             let name = path.display().to_string();

@@ -15,6 +15,9 @@ pub enum Health {
     Recording,
     /// Recording should be happening but is not; the reason in words.
     Stalled(String),
+    /// The camera is gone (the writer closed its segment and waits for it); the reason in
+    /// words. Not wedged: the service stays alive and resumes when the camera returns.
+    WaitingForSource(String),
     /// The recorder has stopped.
     Stopped,
 }
@@ -28,6 +31,13 @@ pub fn progress_window(sync_interval: Duration) -> Duration {
 pub fn judge(s: &StatusSnapshot, now: Instant, window: Duration) -> Health {
     if s.state == RecorderState::Stopped {
         return Health::Stopped;
+    }
+    // The writer itself records the loss (after writing what was queued), so this also
+    // says the writer is alive; a drive in trouble is still judged below.
+    if let Some((_, why)) = &s.source_lost {
+        if s.state != RecorderState::Error {
+            return Health::WaitingForSource(why.clone());
+        }
     }
     let Some(last_sync) = s.last_sync else {
         return Health::Starting;
@@ -104,6 +114,33 @@ mod tests {
         assert!(matches!(
             judge(&s2, later, w),
             Health::Stalled(r) if r.contains("writer")
+        ));
+    }
+
+    #[test]
+    fn a_lost_camera_is_waiting_not_stalled_unless_the_drive_is_in_trouble() {
+        let now = Instant::now();
+        let w = Duration::from_secs(5);
+        let lost = |state| {
+            snap(|s| {
+                s.state = state;
+                s.frames_synced = 30;
+                s.last_sync = Some(now);
+                s.last_frame = Some(now);
+                s.source_lost = Some((std::time::SystemTime::now(), "unplugged".into()));
+            })
+        };
+        let later = now + Duration::from_secs(600);
+        assert_eq!(
+            judge(&lost(RecorderState::Idle), later, w),
+            Health::WaitingForSource("unplugged".into())
+        );
+        // Lost before the first frame (no camera at boot): waiting too.
+        let s = snap(|s| s.source_lost = Some((std::time::SystemTime::now(), "x".into())));
+        assert_eq!(judge(&s, later, w), Health::WaitingForSource("x".into()));
+        assert!(matches!(
+            judge(&lost(RecorderState::Error), later, w),
+            Health::Stalled(_)
         ));
     }
 

@@ -127,6 +127,10 @@ impl RecorderStatus {
         if let (RecorderState::Error, Some(e)) = (s.state, &s.last_error) {
             line.push_str(&format!(", last error: {e}"));
         }
+        if let Some((since, why)) = &s.source_lost {
+            let since = chrono::DateTime::<chrono::Local>::from(*since).format("%Y-%m-%d %H:%M:%S");
+            line = format!("camera lost since {since} ({why}); {line}");
+        }
         line
     }
 }
