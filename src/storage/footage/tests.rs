@@ -1,6 +1,7 @@
 //! The footage core on real (small) files in a temporary directory: every request and its
 //! error kinds, the quota, lock rotation, the event lock and the async-clip queue. The
-//! segment files are stand-ins of a known size (moves and deletions do not read them).
+//! segment files are stand-ins of a known size (moves and deletions do not read them). Compiled
+//! only under #[cfg(test)] (declared so in mod.rs).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
