@@ -124,12 +124,13 @@ class Judge:
             return ["no footage folder"], facts
         names = sorted(os.listdir(folder))
         segs = {}
+        temps = []
         for n in names:
             full = os.path.join(folder, n)
             if os.path.isdir(full):
                 continue
             if n.endswith(".tmp"):
-                p.append(f"temp file {n} left")
+                temps.append(n)
                 continue
             m = NAME.match(n)
             if not m:
@@ -137,6 +138,17 @@ class Judge:
             seq = int(m.group(1))
             segs.setdefault(seq, {})["json" if m.group(2) == "json" else "video"] = full
         order = sorted(segs)
+        # Metadata is written as NAME.json.tmp, fsynced and renamed: a cut in between leaves
+        # the temp file of the segment being closed (the newest, or the one before a segment
+        # that had just been opened), which recovery removes at the next start. Any other
+        # temp file is a defect.
+        newest = max(order, default=None)
+        for n in temps:
+            m = NAME.match(n[: -len(".tmp")])
+            closing = (allow_cut and m is not None and m.group(2) == "json"
+                       and newest is not None and int(m.group(1)) >= newest - 1)
+            if not closing:
+                p.append(f"temp file {n} left")
         orphans = [q for q in order if "video" not in segs[q]]
         first_video = min((q for q in order if "video" in segs[q]), default=None)
         for seq in orphans:
