@@ -7,7 +7,8 @@
 //! source, mux               where frames come from; containers that write, read and repair
 //! recorder                  capture loop and segment writer
 //! storage                   the footage core: catalog, quota, locks, clips, recovery
-//! service, gpio             roles beside the recorder (systemd, button/LED/ignition)
+//! service, gpio, events     roles beside the recorder (systemd, button/LED/ignition;
+//!                           events to hooks, MQTT, live subscribers, stills, upload folder)
 //! config, app               configuration; the composition root that wires the threads
 //! cli                       the command line
 //! ```
@@ -18,6 +19,7 @@ pub mod app;
 pub(crate) mod cli;
 pub mod config;
 pub(crate) mod disk;
+pub(crate) mod events;
 pub(crate) mod frame;
 pub mod gpio;
 pub(crate) mod mux;

@@ -1,4 +1,6 @@
-//! Wiring: capture thread → bounded channel → writer thread, plus signal handling.
+//! Wiring: capture thread → bounded channel → writer thread, plus signal handling, and
+//! the events role beside them (its sink into the footage core, its stills tap on the
+//! source, `recording_started`/`recording_stopped` around the run).
 //!
 //! It owns thread start-up and shutdown order. The first SIGINT/SIGTERM asks the writer to
 //! close its segment completely and the capture loop to end; a second one exits at once.
@@ -17,6 +19,7 @@ use signal_hook::iterator::Signals;
 use crate::config::Config;
 use crate::disk::layout::Layout;
 use crate::disk::space;
+use crate::events::{EventsRole, EventsSettings};
 use crate::frame::BufferPool;
 use crate::recorder::capture::{run_capture, CaptureReport};
 use crate::recorder::segment_writer::{run_writer, SegmentWriter, WriterReport, WriterSettings};
@@ -24,6 +27,7 @@ use crate::source::open::{open, SourceOptions};
 use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
 use crate::state::control::Control;
+use crate::state::event::{EventKind, EventSink};
 use crate::state::status::RecorderStatus;
 use crate::storage::footage::FootageSettings;
 use crate::storage::keeper::{self, StorageLink};
@@ -68,7 +72,17 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         pool: Some(pool.clone()),
     };
     let source = open(&spec, &options).context("cannot open the source")?;
-    let storage = start_storage(config)?;
+    // Hooks, MQTT, stills, the upload folder, live subscribers (src/events).
+    let events = EventsRole::start(&events_settings(config));
+    let sink = events.sink();
+    let source = events.tap(source);
+    let storage = match start_storage(config, sink.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            events.finish();
+            return Err(e);
+        }
+    };
     let writer = SegmentWriter::new(WriterSettings {
         dir: config.dir.clone(),
         segment_seconds: config.segment_seconds,
@@ -132,6 +146,10 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         .name("writer".into())
         .spawn(move || run_writer(writer, frame_rx, control_rx))
         .context("cannot start the writer thread")?;
+    sink.emit(EventKind::RecordingStarted {
+        source: config.source.clone(),
+        dir: config.dir.display().to_string(),
+    });
 
     let writer_report = writer
         .join()
@@ -167,6 +185,19 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
         "done: {} segment(s), {} frame(s) recorded, {} dropped",
         writer_report.segments, writer_report.frames, writer_report.frames_dropped
     );
+    let reason = match &capture_report {
+        _ if writer_report.stopped => "stop",
+        Some(c) if c.fatal.is_some() => "error",
+        _ => "end_of_input",
+    };
+    sink.emit(EventKind::RecordingStopped {
+        reason: reason.into(),
+        segments: writer_report.segments,
+        frames: writer_report.frames,
+        dropped_frames: writer_report.frames_dropped,
+    });
+    // Every emitter is done: deliver what is queued (hooks within their timeouts).
+    events.finish();
     let after = roles.finish();
     Ok(RunOutcome {
         writer: writer_report,
@@ -179,7 +210,10 @@ pub fn run(config: &Config) -> Result<RunOutcome> {
 /// When the drive is not there yet (`require_mount`), the writer waits for it and the
 /// keeper recovers it when it is back. Refuses to start when `dir` is not a directory, or
 /// when another recorder holds it (recovering its open segment would cut it).
-pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::JoinHandle<()>)>> {
+pub fn start_storage(
+    config: &Config,
+    events: EventSink,
+) -> Result<Option<(StorageLink, thread::JoinHandle<()>)>> {
     let layout = Layout::new(&config.dir);
     if config.dir.exists() && !config.dir.is_dir() {
         return Err(crate::storage::error::FootageError::invalid(format!(
@@ -208,7 +242,11 @@ pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::Joi
             Err(e) => warn!("recovery of {}: {e}", config.dir.display()),
         }
     }
-    match keeper::spawn(footage_settings(config, true), dir_lock) {
+    let settings = FootageSettings {
+        events,
+        ..footage_settings(config, true)
+    };
+    match keeper::spawn(settings, dir_lock) {
         Ok(k) => Ok(Some(k)),
         Err(e) => {
             log::error!("cannot start the storage keeper: {e}; recording without a quota");
@@ -225,6 +263,31 @@ pub fn footage_settings(config: &Config, enforce: bool) -> FootageSettings {
         quota: quota_settings(config),
         post_event: std::time::Duration::from_secs_f64(config.post_event_seconds),
         enforce,
+        events: EventSink::default(),
+        also_counted: also_counted(config),
+    }
+}
+
+/// The folders of the events role whose files count against the footage limit.
+fn also_counted(config: &Config) -> Vec<std::path::PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(u) = &config.upload {
+        dirs.push(u.dir.clone());
+    }
+    if let Some(s) = &config.stills {
+        dirs.push(s.dir_in(&config.dir));
+    }
+    dirs
+}
+
+/// The events role's settings of a configuration.
+pub fn events_settings(config: &Config) -> EventsSettings {
+    EventsSettings {
+        footage_dir: config.dir.clone(),
+        hooks: config.hooks.clone(),
+        mqtt: config.mqtt.clone(),
+        stills: config.stills.clone(),
+        upload: config.upload.clone(),
     }
 }
 

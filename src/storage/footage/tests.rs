@@ -43,6 +43,8 @@ impl Dir {
             quota,
             post_event: Duration::from_secs(10),
             enforce,
+            events: EventSink::default(),
+            also_counted: Vec::new(),
         })
     }
 }
@@ -404,6 +406,8 @@ fn a_vanished_drive_is_unavailable() {
         quota: QuotaSettings::default(),
         post_event: Duration::from_secs(10),
         enforce: false,
+        events: EventSink::default(),
+        also_counted: Vec::new(),
     });
     std::fs::rename(&root, d.root().join("gone")).expect("unmount");
     for r in [f.lock("0"), f.unlock("0"), f.delete("0"), f.lock("7")] {

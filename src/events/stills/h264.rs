@@ -1,0 +1,226 @@
+//! An H.264 keyframe made into a JPEG still: decoded by OpenH264 (the `openh264` crate,
+//! Cisco's decoder compiled from source into the binary), reduced by area averaging, and
+//! encoded by `jpeg-encoder` straight from the decoded Y'CbCr (no RGB round trip).
+//!
+//! Why OpenH264 and not ffmpeg's command line: the Pi binary is static and needs nothing
+//! installed beside it, a decoder in the process costs no process start (ffmpeg's
+//! start-up alone, with its dozens of shared libraries, is most of a second on an
+//! ARM1176), and it is a well-kept BSD-licensed decoder of the whole stream format. Only
+//! keyframes (IDR pictures) are decoded, one per still, so a still never depends on
+//! frames that were not seen. The resampling ([`downscale_plane`]) and the
+//! Annex-B assembly ([`annexb_picture`]) are pure.
+
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+
+use crate::frame::StreamFormat;
+
+/// A decoder kept across stills (its buffers are reused), made anew for a new format.
+pub struct StillDecoder {
+    decoder: Option<(Decoder, Vec<u8>)>,
+}
+
+/// A decoded, reduced picture in planar 4:2:0.
+#[derive(Debug)]
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    pub y: Vec<u8>,
+    pub cb: Vec<u8>,
+    pub cr: Vec<u8>,
+}
+
+/// The Annex-B form of a keyframe: SPS, PPS, then the frame's NAL units (its data is
+/// 4-byte length-prefixed), each after a start code.
+pub fn annexb_picture(format: &StreamFormat, avcc: &[u8]) -> Vec<u8> {
+    const START: [u8; 4] = [0, 0, 0, 1];
+    let mut out = Vec::with_capacity(avcc.len() + format.sps.len() + 64);
+    out.extend_from_slice(&START);
+    out.extend_from_slice(&format.sps);
+    for pps in &format.pps {
+        out.extend_from_slice(&START);
+        out.extend_from_slice(pps);
+    }
+    let mut rest = avcc;
+    while rest.len() >= 4 {
+        let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(nal) = rest.get(4..4 + n) else {
+            break;
+        };
+        // Parameter sets in the frame itself are already at the front.
+        let kind = nal.first().map_or(0, |b| b & 0x1F);
+        if kind != 7 && kind != 8 {
+            out.extend_from_slice(&START);
+            out.extend_from_slice(nal);
+        }
+        rest = &rest[4 + n..];
+    }
+    out
+}
+
+/// Reduce one plane of `w`×`h` (rows `stride` apart) to `ow`×`oh` by averaging the
+/// source pixels each output pixel covers (box filter; a plain copy at the same size).
+pub fn downscale_plane(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    stride: usize,
+    ow: usize,
+    oh: usize,
+) -> Vec<u8> {
+    let mut out = vec![0u8; ow * oh];
+    if w == 0 || h == 0 || ow == 0 || oh == 0 {
+        return out;
+    }
+    // Source column span of each output column, as [start, end).
+    let spans = |n: usize, on: usize| -> Vec<(usize, usize)> {
+        (0..on)
+            .map(|i| {
+                let a = i * n / on;
+                let b = ((i + 1) * n / on).max(a + 1).min(n);
+                (a, b)
+            })
+            .collect()
+    };
+    let xs = spans(w, ow);
+    let ys = spans(h, oh);
+    let mut row_sums = vec![0u32; ow];
+    for (oy, &(y0, y1)) in ys.iter().enumerate() {
+        row_sums.iter_mut().for_each(|s| *s = 0);
+        for y in y0..y1 {
+            let Some(row) = src.get(y * stride..y * stride + w) else {
+                break;
+            };
+            for (s, &(x0, x1)) in row_sums.iter_mut().zip(&xs) {
+                *s += row[x0..x1].iter().map(|&p| u32::from(p)).sum::<u32>();
+            }
+        }
+        let rows = (y1 - y0) as u32;
+        for (ox, (&s, &(x0, x1))) in row_sums.iter().zip(&xs).enumerate() {
+            let n = rows * (x1 - x0) as u32;
+            out[oy * ow + ox] = ((s + n / 2) / n) as u8;
+        }
+    }
+    out
+}
+
+impl Default for StillDecoder {
+    fn default() -> Self {
+        StillDecoder::new()
+    }
+}
+
+impl StillDecoder {
+    pub fn new() -> StillDecoder {
+        StillDecoder { decoder: None }
+    }
+
+    /// Decode a keyframe and reduce it to `out_w`×`out_h` (even).
+    pub fn decode(
+        &mut self,
+        format: &StreamFormat,
+        avcc: &[u8],
+        out_w: u32,
+        out_h: u32,
+    ) -> Result<Picture, String> {
+        let same_format = self
+            .decoder
+            .as_ref()
+            .is_some_and(|(_, sps)| *sps == format.sps);
+        if !same_format {
+            let d = Decoder::new().map_err(|e| format!("cannot start the H.264 decoder: {e}"))?;
+            self.decoder = Some((d, format.sps.clone()));
+        }
+        let Some((decoder, _)) = self.decoder.as_mut() else {
+            return Err("no decoder".into());
+        };
+        let annexb = annexb_picture(format, avcc);
+        let yuv = match decoder.decode(&annexb) {
+            Ok(Some(yuv)) => yuv,
+            Ok(None) => {
+                self.decoder = None;
+                return Err("the keyframe gave no picture".into());
+            }
+            Err(e) => {
+                self.decoder = None;
+                return Err(format!("cannot decode the keyframe: {e}"));
+            }
+        };
+        let (w, h) = yuv.dimensions();
+        let (sy, su, sv) = yuv.strides();
+        let (ow, oh) = (out_w as usize, out_h as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        Ok(Picture {
+            width: out_w,
+            height: out_h,
+            y: downscale_plane(yuv.y(), w, h, sy, ow, oh),
+            cb: downscale_plane(yuv.u(), cw, ch, su, ow / 2, oh / 2),
+            cr: downscale_plane(yuv.v(), cw, ch, sv, ow / 2, oh / 2),
+        })
+    }
+}
+
+/// The picture as a baseline 4:2:0 JPEG at `quality`.
+pub fn encode_jpeg(p: &Picture, quality: u8) -> Result<Vec<u8>, String> {
+    let (w, h) = (p.width as usize, p.height as usize);
+    // jpeg-encoder takes interleaved Y'CbCr at full resolution and subsamples itself.
+    let mut ycc = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let c = (y / 2) * (w / 2) + (x / 2).min(w / 2 - 1);
+            ycc.push(p.y[y * w + x]);
+            ycc.push(p.cb.get(c).copied().unwrap_or(128));
+            ycc.push(p.cr.get(c).copied().unwrap_or(128));
+        }
+    }
+    let mut out = Vec::with_capacity(w * h / 4);
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    enc.encode(
+        &ycc,
+        u16::try_from(w).map_err(|_| "too wide")?,
+        u16::try_from(h).map_err(|_| "too high")?,
+        jpeg_encoder::ColorType::Ycbcr,
+    )
+    .map_err(|e| format!("cannot encode the still: {e}"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Codec;
+
+    #[test]
+    fn annexb_has_the_parameter_sets_first_and_skips_inline_copies() {
+        let format = StreamFormat {
+            codec: Codec::H264,
+            width: 16,
+            height: 16,
+            frame_rate: None,
+            sps: vec![0x67, 1],
+            pps: vec![vec![0x68, 2]],
+        };
+        let avcc = [0, 0, 0, 2, 0x67, 9, 0, 0, 0, 3, 0x65, 7, 7];
+        assert_eq!(
+            annexb_picture(&format, &avcc),
+            vec![0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 7, 7]
+        );
+        // A truncated length ends the frame rather than reading past it.
+        assert_eq!(annexb_picture(&format, &[0, 0, 0, 9, 0x65]).len(), 12);
+    }
+
+    #[test]
+    fn downscaling_averages_the_covered_pixels() {
+        // 4x2 with a stride of 5 → 2x1.
+        let src = [10, 20, 30, 40, 99, 50, 60, 70, 80, 99];
+        assert_eq!(downscale_plane(&src, 4, 2, 5, 2, 1), vec![35, 55]);
+        // Same size: a copy without the padding.
+        assert_eq!(
+            downscale_plane(&src, 4, 2, 5, 4, 2),
+            vec![10, 20, 30, 40, 50, 60, 70, 80]
+        );
+        // 3 → 2: spans [0,1) and [1,3).
+        assert_eq!(downscale_plane(&[0, 100, 200], 3, 1, 3, 2, 1), vec![0, 150]);
+    }
+}
