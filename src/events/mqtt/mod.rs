@@ -256,16 +256,20 @@ impl Worker {
 
     fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
+        let mut refused = false;
         loop {
             self.take_all();
-            if self.stop_now() {
+            // Stopping while the broker refuses us: waiting would not help.
+            if self.stop_now() || (refused && self.stop_by.is_some()) {
                 break;
             }
             match self.connect() {
                 Ok(mut stream) => {
                     backoff = BACKOFF_MIN;
+                    refused = false;
+                    self.last_error = None;
                     let addr = self.settings.url.address();
-                    if self.last_error.take().is_some() || self.ever_connected {
+                    if self.ever_connected {
                         info!(
                             "MQTT: connected to {addr} again; sending {} event(s)",
                             self.outbox.len()
@@ -285,7 +289,10 @@ impl Worker {
                         }
                     }
                 }
-                Err((why, refused)) => self.report(why, refused),
+                Err((why, was_refused)) => {
+                    refused = was_refused;
+                    self.report(why, was_refused);
+                }
             }
             // Wait before the next attempt, taking events meanwhile.
             let until = Instant::now() + backoff;
@@ -299,7 +306,12 @@ impl Worker {
                 match self.rx.recv_timeout(until - now) {
                     Ok(e) => self.take(&e),
                     Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => self.stopping(),
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.stopping();
+                        if refused {
+                            break;
+                        }
+                    }
                 }
             }
         }

@@ -57,7 +57,8 @@ pub fn connack_reason(code: u8) -> &'static str {
         2 => "client identifier rejected (set mqtt.client_id)",
         3 => "server unavailable",
         4 => "bad user name or password (check mqtt.credentials_file)",
-        5 => "not authorized (the broker's access list refuses this client)",
+        // mosquitto answers a wrong password with this code too.
+        5 => "not authorized (a wrong user name or password in mqtt.credentials_file, or the broker's access list refuses this client)",
         _ => "unknown return code",
     }
 }
