@@ -239,8 +239,19 @@ fn check_command(key: String, command: &[String], may_be_empty: bool) -> Invalid
 impl MqttConfig {
     pub fn validate(&self) -> Invalid {
         let key = |k: &str| format!("mqtt.{k}");
-        if let Err(e) = crate::events::mqtt::url::BrokerUrl::parse(&self.url) {
-            return bad(key("url"), e);
+        match crate::events::mqtt::url::BrokerUrl::parse(&self.url) {
+            Err(e) => return bad(key("url"), e),
+            Ok(u) if u.tls && !cfg!(feature = "mqtt-tls") => {
+                return bad(
+                    key("url"),
+                    format!(
+                        "is {:?}: {}",
+                        self.url,
+                        crate::events::mqtt::no_tls_message()
+                    ),
+                )
+            }
+            Ok(_) => {}
         }
         if let Some(id) = &self.client_id {
             if id.is_empty() || id.len() > 23 || !id.bytes().all(|b| b.is_ascii_graphic()) {

@@ -4,6 +4,7 @@
 //! are collected as they come.
 //!
 //! Include with `#[path = "common/broker.rs"] mod broker;` beside `mod common;`.
+#![allow(dead_code)] // each test uses part of it
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -85,6 +86,29 @@ impl Broker {
                 "allow_anonymous false\npassword_file {}\n",
                 pw.display()
             ));
+        }
+        std::fs::write(dir.join("mosquitto.conf"), conf).expect("conf");
+        let mut b = Broker {
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    /// A broker with a TLS listener only (certificate and key in PEM).
+    pub fn start_tls(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Broker {
+        std::fs::create_dir_all(dir).expect("broker dir");
+        let port = free_port();
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous true\nlog_dest stderr\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        if is_root() {
+            conf.push_str("user root\n");
         }
         std::fs::write(dir.join("mosquitto.conf"), conf).expect("conf");
         let mut b = Broker {

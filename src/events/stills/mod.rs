@@ -62,6 +62,7 @@ impl NotBefore {
     fn passed(&self) -> bool {
         self.base.elapsed().as_millis() as u64 >= self.ms.load(Ordering::Relaxed)
     }
+    #[cfg_attr(not(feature = "stills-h264"), allow(dead_code))] // H.264 stills only
     fn set(&self, t: Instant) {
         let ms = t.saturating_duration_since(self.base).as_millis() as u64;
         self.ms.store(ms, Ordering::Relaxed);
@@ -239,6 +240,7 @@ impl Source for StillTap {
     }
 }
 
+#[cfg_attr(not(feature = "stills-h264"), allow(dead_code))] // H.264 stills only
 struct Worker {
     not_before: NotBefore,
     /// Share of a core H.264 stills may use.
@@ -258,6 +260,7 @@ struct Worker {
     cpu: Duration,
 }
 
+#[cfg_attr(not(feature = "stills-h264"), allow(dead_code))] // H.264 stills only
 fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(
