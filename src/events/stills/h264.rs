@@ -8,12 +8,41 @@
 //! ARM1176), and it is a well-kept BSD-licensed decoder of the whole stream format. Only
 //! keyframes (IDR pictures) are decoded, one per still, so a still never depends on
 //! frames that were not seen. The resampling ([`downscale_plane`]) and the
-//! Annex-B assembly ([`annexb_picture`]) are pure.
+//! Annex-B assembly ([`annexb_picture`]) are pure. H.264 is normally limited range
+//! (Y' 16–235) and JPEG full range (0–255): the samples are expanded unless the SPS says
+//! the stream is full range already ([`full_range`], [`expand_range`]), so a still looks
+//! like the video.
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 
+use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::nal::{Nal, RefNal};
+
 use crate::frame::StreamFormat;
+
+/// Whether the stream's SPS says its samples are full range (JPEG's range already).
+pub fn full_range(sps: &[u8]) -> bool {
+    SeqParameterSet::from_bits(RefNal::new(sps, &[], true).rbsp_bits())
+        .ok()
+        .and_then(|s| s.vui_parameters)
+        .and_then(|v| v.video_signal_type)
+        .is_some_and(|t| t.video_full_range_flag)
+}
+
+/// Limited-range samples to full range: luma 16–235 and chroma 16–240 (around 128)
+/// stretched to 0–255.
+pub fn expand_range(plane: &mut [u8], luma: bool) {
+    for p in plane {
+        let v = i32::from(*p);
+        let out = if luma {
+            ((v - 16) * 255 + 109) / 219
+        } else {
+            ((v - 128) * 255 + if v >= 128 { 112 } else { -112 }) / 224 + 128
+        };
+        *p = out.clamp(0, 255) as u8;
+    }
+}
 
 /// A decoder kept across stills (its buffers are reused), made anew for a new format.
 pub struct StillDecoder {
@@ -150,13 +179,19 @@ impl StillDecoder {
         let (sy, su, sv) = yuv.strides();
         let (ow, oh) = (out_w as usize, out_h as usize);
         let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-        Ok(Picture {
+        let mut p = Picture {
             width: out_w,
             height: out_h,
             y: downscale_plane(yuv.y(), w, h, sy, ow, oh),
             cb: downscale_plane(yuv.u(), cw, ch, su, ow / 2, oh / 2),
             cr: downscale_plane(yuv.v(), cw, ch, sv, ow / 2, oh / 2),
-        })
+        };
+        if !full_range(&format.sps) {
+            expand_range(&mut p.y, true);
+            expand_range(&mut p.cb, false);
+            expand_range(&mut p.cr, false);
+        }
+        Ok(p)
     }
 }
 
@@ -208,6 +243,16 @@ mod tests {
         );
         // A truncated length ends the frame rather than reading past it.
         assert_eq!(annexb_picture(&format, &[0, 0, 0, 9, 0x65]).len(), 12);
+    }
+
+    #[test]
+    fn limited_range_is_stretched_to_full() {
+        let mut y = vec![0, 16, 126, 235, 255];
+        expand_range(&mut y, true);
+        assert_eq!(y, vec![0, 0, 128, 255, 255]);
+        let mut c = vec![16, 128, 240];
+        expand_range(&mut c, false);
+        assert_eq!(c, vec![0, 128, 255]);
     }
 
     #[test]
