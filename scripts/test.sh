@@ -21,12 +21,17 @@ if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
 fi
 
 # --- system packages -------------------------------------------------------------------
-# ffmpeg/ffprobe (inputs and judging), openssl (reproducible garbage input), flock
-# (util-linux: serialises input generation between parallel test processes).
+# ffmpeg/ffprobe (inputs and judging), openssl (reproducible garbage input, the MQTT TLS
+# test's certificates), flock (util-linux: serialises input generation between parallel
+# test processes), mosquitto + mosquitto-clients (a real MQTT broker and subscriber for
+# the events tests), inotify-tools (inotifywait watches the upload folder).
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flock >/dev/null || need+=(util-linux)
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
+command -v inotifywait >/dev/null || need+=(inotify-tools)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "${SKIP_APT:-0}" = 1 ]; then
         echo "test.sh: missing ${need[*]} and SKIP_APT=1" >&2

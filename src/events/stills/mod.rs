@@ -10,15 +10,25 @@
 //! per second.
 //!
 //! On the stills thread: an MJPEG frame is the camera's own JPEG, written as it is (never
-//! re-encoded); an H.264 keyframe is decoded and encoded ([`h264`]), at most `width`
-//! wide, and the CPU time it took sets when the next may come, so that H.264 stills stay
-//! within `max_cpu_percent` of one core on any hardware. Each still is written atomically (temp file, fsync, rename) as
+//! re-encoded); an H.264 keyframe is decoded and encoded, at most `width` wide, by
+//! ffmpeg's command line ([`ffmpeg`], the default build) or OpenH264 in the process
+//! ([`openh264`], the cargo feature `stills-h264`), and what it cost sets when the next may
+//! come, so that H.264 stills stay within `max_cpu_percent` of one core on any hardware. Each still is written atomically (temp file, fsync, rename) as
 //! `YYYYMMDD-HHMMSS-mmm.jpg` (its capture time), announced as a `still_saved` event, and
 //! the oldest go past `keep`. It never touches segment files.
 
+pub mod annexb;
+#[cfg(not(feature = "stills-h264"))]
+pub mod ffmpeg;
 #[cfg(feature = "stills-h264")]
-pub mod h264;
+pub mod openh264;
 pub mod plan;
+
+/// What makes JPEGs of H.264 keyframes in this build.
+#[cfg(not(feature = "stills-h264"))]
+use ffmpeg::StillDecoder;
+#[cfg(feature = "stills-h264")]
+use openh264::StillDecoder;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -62,7 +72,6 @@ impl NotBefore {
     fn passed(&self) -> bool {
         self.base.elapsed().as_millis() as u64 >= self.ms.load(Ordering::Relaxed)
     }
-    #[cfg_attr(not(feature = "stills-h264"), allow(dead_code))] // H.264 stills only
     fn set(&self, t: Instant) {
         let ms = t.saturating_duration_since(self.base).as_millis() as u64;
         self.ms.store(ms, Ordering::Relaxed);
@@ -128,9 +137,9 @@ impl Stills {
             kept,
             sink,
             latest: latest.clone(),
-            #[cfg(feature = "stills-h264")]
-            decoder: None,
+            decoder: StillDecoder::new(),
             saved: 0,
+            decoded: 0,
             cpu: Duration::ZERO,
         };
         let thread = std::thread::Builder::new()
@@ -240,7 +249,6 @@ impl Source for StillTap {
     }
 }
 
-#[cfg_attr(not(feature = "stills-h264"), allow(dead_code))] // H.264 stills only
 struct Worker {
     not_before: NotBefore,
     /// Share of a core H.264 stills may use.
@@ -253,25 +261,15 @@ struct Worker {
     kept: VecDeque<(String, u64)>,
     sink: EventSink,
     latest: LatestStill,
-    #[cfg(feature = "stills-h264")]
-    decoder: Option<h264::StillDecoder>,
+    decoder: StillDecoder,
     saved: u64,
-    /// CPU time spent making H.264 stills.
+    /// H.264 stills made, and the CPU time they took.
+    decoded: u64,
     cpu: Duration,
-}
-
-#[cfg_attr(not(feature = "stills-h264"), allow(dead_code))] // H.264 stills only
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        t.tv_sec.max(0) as u64,
-        t.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
 }
 
 impl Worker {
     fn run(mut self, rx: &Receiver<StillFrame>, stop: &Receiver<()>) {
-        let mut decoded = 0u64;
         loop {
             let f = crossbeam_channel::select! {
                 recv(rx) -> f => match f {
@@ -280,21 +278,16 @@ impl Worker {
                 },
                 recv(stop) -> _ => break,
             };
-            let was = self.cpu;
-            match self.save(&f) {
-                Ok(()) => {
-                    if self.cpu > was {
-                        decoded += 1;
-                    }
-                }
-                Err(e) => warn!("still: {e}"),
+            if let Err(e) = self.save(&f) {
+                warn!("still: {e}");
             }
         }
         if self.saved > 0 {
-            let per = if decoded > 0 {
+            let per = if self.decoded > 0 {
                 format!(
-                    "; {:.0} ms CPU per decoded still",
-                    self.cpu.as_secs_f64() * 1000.0 / decoded as f64
+                    "; {:.0} {}",
+                    self.cpu.as_secs_f64() * 1000.0 / self.decoded as f64,
+                    StillDecoder::COST
                 )
             } else {
                 String::new()
@@ -315,23 +308,12 @@ impl Worker {
                 f.format.height,
                 "camera",
             ),
-            #[cfg(not(feature = "stills-h264"))]
-            Codec::H264 => {
-                return Err(
-                    "H.264 stills need a dashcam built with the cargo feature \"stills-h264\""
-                        .into(),
-                )
-            }
-            #[cfg(feature = "stills-h264")]
             Codec::H264 => {
                 let started = Instant::now();
-                let start = thread_cpu();
                 let (w, h) = plan::scaled_size(f.format.width, f.format.height, self.width);
-                let decoder = self.decoder.get_or_insert_with(h264::StillDecoder::new);
-                let picture = decoder.decode(&f.format, &f.data, w, h)?;
-                let jpeg = h264::encode_jpeg(&picture, self.quality)?;
-                let cost = thread_cpu().saturating_sub(start);
+                let (jpeg, cost) = self.decoder.jpeg(&f.format, &f.data, w, h, self.quality)?;
                 self.cpu += cost;
+                self.decoded += 1;
                 // Within the CPU budget: the next still waits cost / share from this one.
                 self.not_before
                     .set(started + cost.div_f64(self.cpu_share.max(0.01)));

@@ -93,7 +93,6 @@ pub fn to_delete(sizes: &[u64], limit: Limit) -> usize {
 
 /// The size of a still at most `max_width` wide: the aspect kept, both sides even (JPEG
 /// 4:2:0), never larger than the frame.
-#[cfg_attr(not(feature = "stills-h264"), allow(dead_code))] // H.264 stills only
 pub fn scaled_size(width: u32, height: u32, max_width: u32) -> (u32, u32) {
     if width <= max_width || width == 0 {
         return (width, height);

@@ -1,17 +1,19 @@
-//! An H.264 keyframe made into a JPEG still: decoded by OpenH264 (the `openh264` crate,
-//! Cisco's decoder compiled from source into the binary), reduced by area averaging, and
-//! encoded by `jpeg-encoder` straight from the decoded Y'CbCr (no RGB round trip).
+//! An H.264 keyframe made into a JPEG still in the process (cargo feature `stills-h264`):
+//! decoded by OpenH264 (the `openh264` crate, Cisco's BSD-licensed decoder compiled from
+//! source into the binary), reduced by area averaging, and encoded by `jpeg-encoder`
+//! straight from the decoded Y'CbCr (no RGB round trip).
 //!
-//! Why OpenH264 and not ffmpeg's command line: the Pi binary is static and needs nothing
-//! installed beside it, a decoder in the process costs no process start (ffmpeg's
-//! start-up alone, with its dozens of shared libraries, is most of a second on an
-//! ARM1176), and it is a well-kept BSD-licensed decoder of the whole stream format. Only
-//! keyframes (IDR pictures) are decoded, one per still, so a still never depends on
-//! frames that were not seen. The resampling ([`downscale_plane`]) and the
-//! Annex-B assembly ([`annexb_picture`]) are pure. H.264 is normally limited range
+//! In the process there is no program start per still and nothing to install beside
+//! dashcam; but the decoder adds about 580 KB to the ARMv6 binary, which would take the
+//! Pi build past its 2 MB budget, so the default build uses ffmpeg's command line instead
+//! ([`super::ffmpeg`]). Only keyframes (IDR pictures) are decoded, one per still, so a
+//! still never depends on frames that were not seen. The resampling
+//! ([`downscale_plane`]) and the range conversion are pure. H.264 is normally limited range
 //! (Y' 16–235) and JPEG full range (0–255): the samples are expanded unless the SPS says
 //! the stream is full range already ([`full_range`], [`expand_range`]), so a still looks
 //! like the video.
+
+use std::time::Duration;
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
@@ -19,6 +21,7 @@ use openh264::formats::YUVSource;
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::{Nal, RefNal};
 
+use crate::events::stills::annexb::annexb_picture;
 use crate::frame::StreamFormat;
 
 /// Whether the stream's SPS says its samples are full range (JPEG's range already).
@@ -57,34 +60,6 @@ pub struct Picture {
     pub y: Vec<u8>,
     pub cb: Vec<u8>,
     pub cr: Vec<u8>,
-}
-
-/// The Annex-B form of a keyframe: SPS, PPS, then the frame's NAL units (its data is
-/// 4-byte length-prefixed), each after a start code.
-pub fn annexb_picture(format: &StreamFormat, avcc: &[u8]) -> Vec<u8> {
-    const START: [u8; 4] = [0, 0, 0, 1];
-    let mut out = Vec::with_capacity(avcc.len() + format.sps.len() + 64);
-    out.extend_from_slice(&START);
-    out.extend_from_slice(&format.sps);
-    for pps in &format.pps {
-        out.extend_from_slice(&START);
-        out.extend_from_slice(pps);
-    }
-    let mut rest = avcc;
-    while rest.len() >= 4 {
-        let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let Some(nal) = rest.get(4..4 + n) else {
-            break;
-        };
-        // Parameter sets in the frame itself are already at the front.
-        let kind = nal.first().map_or(0, |b| b & 0x1F);
-        if kind != 7 && kind != 8 {
-            out.extend_from_slice(&START);
-            out.extend_from_slice(nal);
-        }
-        rest = &rest[4 + n..];
-    }
-    out
 }
 
 /// Reduce one plane of `w`×`h` (rows `stride` apart) to `ow`×`oh` by averaging the
@@ -195,6 +170,35 @@ impl StillDecoder {
     }
 }
 
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+impl StillDecoder {
+    /// What the cost [`StillDecoder::jpeg`] returns measures.
+    pub const COST: &'static str = "ms CPU per decoded still (OpenH264)";
+
+    /// The keyframe as a JPEG of `w`×`h`, and the CPU time it took.
+    pub fn jpeg(
+        &mut self,
+        format: &StreamFormat,
+        avcc: &[u8],
+        w: u32,
+        h: u32,
+        quality: u8,
+    ) -> Result<(Vec<u8>, Duration), String> {
+        let start = thread_cpu();
+        let picture = self.decode(format, avcc, w, h)?;
+        let jpeg = encode_jpeg(&picture, quality)?;
+        Ok((jpeg, thread_cpu().saturating_sub(start)))
+    }
+}
+
 /// The picture as a baseline 4:2:0 JPEG at `quality`.
 pub fn encode_jpeg(p: &Picture, quality: u8) -> Result<Vec<u8>, String> {
     let (w, h) = (p.width as usize, p.height as usize);
@@ -224,26 +228,6 @@ pub fn encode_jpeg(p: &Picture, quality: u8) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Codec;
-
-    #[test]
-    fn annexb_has_the_parameter_sets_first_and_skips_inline_copies() {
-        let format = StreamFormat {
-            codec: Codec::H264,
-            width: 16,
-            height: 16,
-            frame_rate: None,
-            sps: vec![0x67, 1],
-            pps: vec![vec![0x68, 2]],
-        };
-        let avcc = [0, 0, 0, 2, 0x67, 9, 0, 0, 0, 3, 0x65, 7, 7];
-        assert_eq!(
-            annexb_picture(&format, &avcc),
-            vec![0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 7, 7]
-        );
-        // A truncated length ends the frame rather than reading past it.
-        assert_eq!(annexb_picture(&format, &[0, 0, 0, 9, 0x65]).len(), 12);
-    }
 
     #[test]
     fn limited_range_is_stretched_to_full() {
