@@ -152,6 +152,37 @@ pub fn sse_message(event: &Delivered) -> String {
     )
 }
 
+/// Write a subscription to `out` as a Server-Sent Events stream until the hub closes or
+/// the client goes away (a write error): each event as [`sse_message`], a comment when
+/// events were lost, a keep-alive comment after `keepalive` without an event; flushed
+/// after each. The HTTP response headers (`Content-Type: text/event-stream`,
+/// `Cache-Control: no-cache`) are the server's.
+pub fn write_sse(
+    sub: &mut Subscription,
+    out: &mut impl std::io::Write,
+    keepalive: Duration,
+) -> std::io::Result<()> {
+    out.write_all(b"retry: 3000\n\n")?;
+    out.flush()?;
+    loop {
+        let lost = sub.newly_dropped();
+        if lost > 0 {
+            out.write_all(
+                sse_comment(&format!(
+                    "{lost} event(s) dropped: this client was too slow"
+                ))
+                .as_bytes(),
+            )?;
+        }
+        match sub.next(keepalive) {
+            Next::Event(e) => out.write_all(sse_message(&e).as_bytes())?,
+            Next::Idle => out.write_all(sse_comment("keep-alive").as_bytes())?,
+            Next::Closed => return out.flush(),
+        }
+        out.flush()?;
+    }
+}
+
 /// An SSE comment: keeps the connection open through proxies, or says what was lost.
 pub fn sse_comment(text: &str) -> String {
     let one_line = text.replace(['\r', '\n'], " ");
@@ -219,5 +250,21 @@ mod tests {
         assert!(m.ends_with("}\n\n"));
         assert_eq!(m.matches('\n').count(), 4);
         assert_eq!(sse_comment("a\nb"), ": a b\n\n");
+    }
+
+    #[test]
+    fn a_stream_until_the_hub_closes() {
+        let (sink, rx) = EventSink::bounded(4);
+        let hub = EventHub::default();
+        let mut sub = hub.subscribe().expect("sub");
+        hub.publish(&delivered(&sink, &rx));
+        hub.publish(&delivered(&sink, &rx));
+        hub.close();
+        let mut out = Vec::new();
+        write_sse(&mut sub, &mut out, Duration::from_millis(10)).expect("written");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.starts_with("retry: 3000\n\nid: 1\n"), "{text}");
+        assert!(text.contains("\n\nid: 2\nevent: camera_back\n"), "{text}");
+        assert!(text.ends_with("}\n\n"), "{text}");
     }
 }
