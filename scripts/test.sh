@@ -22,11 +22,13 @@ if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
 fi
 
 # --- system packages -------------------------------------------------------------------
-# ffmpeg/ffprobe (inputs and judging), openssl (reproducible garbage input), flock
-# (util-linux: serialises input generation between parallel test processes), chromium (the
-# phone page in a headless browser, tests/web_browser.rs), promtool (package prometheus:
-# checks /metrics, tests/web_api.rs), fonts for the page's screenshots, GStreamer's RTSP
-# server (the RTSP camera tests).
+# ffmpeg/ffprobe (inputs and judging), openssl (reproducible garbage input, the MQTT TLS
+# test's certificates), flock (util-linux: serialises input generation between parallel
+# test processes), chromium (the phone page in a headless browser, tests/web_browser.rs),
+# promtool (package prometheus: checks /metrics, tests/web_api.rs), fonts for the page's
+# screenshots, GStreamer's RTSP server (the RTSP camera tests), mosquitto +
+# mosquitto-clients (a real MQTT broker and subscriber for the events tests), inotify-tools
+# (inotifywait watches the upload folder).
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v openssl >/dev/null || need+=(openssl)
@@ -44,6 +46,9 @@ command -v promtool >/dev/null || need+=(prometheus)
 for pkg in python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
+command -v inotifywait >/dev/null || need+=(inotify-tools)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "${SKIP_APT:-0}" = 1 ]; then
         echo "test.sh: missing ${need[*]} and SKIP_APT=1" >&2

@@ -62,6 +62,14 @@ pub struct Config {
     pub gpio: crate::gpio::GpioConfig,
     /// The phone page and JSON API; on by default, on loopback.
     pub web: crate::web::WebConfig,
+    /// Events to an MQTT broker (off without the table).
+    pub mqtt: Option<crate::events::config::MqttConfig>,
+    /// A still image every few seconds (off without the table).
+    pub stills: Option<crate::events::config::StillsConfig>,
+    /// Locked segments and clips placed into a folder for a sync tool (off without it).
+    pub upload: Option<crate::events::config::UploadConfig>,
+    /// Programs run on events.
+    pub hooks: Vec<crate::events::config::HookConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -96,6 +104,10 @@ impl Default for Config {
             require_mount: false,
             gpio: crate::gpio::GpioConfig::default(),
             web: crate::web::WebConfig::default(),
+            mqtt: None,
+            stills: None,
+            upload: None,
+            hooks: Vec::new(),
         }
     }
 }
@@ -360,6 +372,16 @@ impl Config {
         self.camera.validate()?;
         self.gpio.validate()?;
         self.web.validate()?;
+        if let Some(m) = &self.mqtt {
+            m.validate()?;
+        }
+        if let Some(s) = &self.stills {
+            s.validate()?;
+        }
+        if let Some(u) = &self.upload {
+            u.validate()?;
+        }
+        crate::events::config::validate_hooks(&self.hooks)?;
         Ok(())
     }
 }
@@ -372,17 +394,44 @@ fn line_of(text: &str, byte: usize) -> usize {
         + 1
 }
 
-/// The line on which `key` (possibly `table.key`) is assigned.
+/// The line on which `key` (possibly `table.key`, or `table[N].key` for the Nth
+/// `[[table]]` entry) is assigned; for a key that is not in the file, the line of its
+/// table.
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
     let (table, leaf) = match key.rsplit_once('.') {
         Some((t, l)) => (Some(t), l),
         None => (None, key),
     };
+    // `hooks[2]`: the second `[[hooks]]` entry.
+    let (table, entry) = match table.and_then(|t| t.strip_suffix(']')?.split_once('[')) {
+        Some((t, n)) => (Some(t), n.parse::<usize>().ok()),
+        None => (table, None),
+    };
     let mut current_table: Option<String> = None;
+    let mut entries_seen = 0;
+    let mut table_line = None;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            current_table = Some(name.trim().to_string());
+            let name = name.trim();
+            let name = match name.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                Some(array) => {
+                    if Some(array.trim()) == table {
+                        entries_seen += 1;
+                    }
+                    array.trim()
+                }
+                None => name,
+            };
+            let here = entry.is_none_or(|n| n == entries_seen);
+            current_table = Some(if here {
+                name.to_string()
+            } else {
+                String::new()
+            });
+            if here && Some(name) == table && table_line.is_none() {
+                table_line = Some(i + 1);
+            }
             continue;
         }
         let Some((k, _)) = t.split_once('=') else {
@@ -399,7 +448,7 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
             return Some(i + 1);
         }
     }
-    None
+    table_line
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 //! source, mux               where frames come from; containers that write, read and repair
 //! recorder                  capture loop and segment writer
 //! storage                   the footage core: catalog, quota, locks, clips, recovery
-//! service, gpio, web        roles beside the recorder (systemd, button/LED/ignition,
-//!                           the phone page)
+//! service, gpio, web,       roles beside the recorder (systemd, button/LED/ignition, the
+//! events                    phone page; events to hooks, MQTT, live subscribers, stills,
+//!                           the upload folder)
 //! config, app               configuration; the composition root that wires the threads
 //! cli                       the command line
 //! ```
@@ -19,6 +20,7 @@ pub mod app;
 pub(crate) mod cli;
 pub mod config;
 pub(crate) mod disk;
+pub(crate) mod events;
 pub(crate) mod frame;
 pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (hidden from the docs)
 pub mod gpio;

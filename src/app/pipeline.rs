@@ -1,4 +1,6 @@
-//! Wiring: capture thread → bounded channel → writer thread, plus signal handling.
+//! Wiring: capture thread → bounded channel → writer thread, plus signal handling, and
+//! the events role beside them (its sink into the footage core, its stills tap on the
+//! source, `recording_started`/`recording_stopped` around the run).
 //!
 //! It owns thread start-up and shutdown order. The first SIGINT/SIGTERM asks the writer to
 //! close its segment completely and the capture loop to end; a second one exits at once.
@@ -19,6 +21,7 @@ use crate::app::switch::{LiveRun, RecordSwitch};
 use crate::config::Config;
 use crate::disk::layout::Layout;
 use crate::disk::space;
+use crate::events::{EventsRole, EventsSettings};
 use crate::frame::BufferPool;
 use crate::recorder::capture::{run_supervised, CaptureReport};
 use crate::recorder::writer::{run_writer, SegmentWriter, WriterReport, WriterSettings};
@@ -26,6 +29,7 @@ use crate::source::open::{open, reopener, SourceOptions};
 use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
 use crate::state::control::Control;
+use crate::state::event::{EventKind, EventSink};
 use crate::state::status::RecorderStatus;
 use crate::storage::footage::FootageSettings;
 use crate::storage::keeper::{self, StorageLink};
@@ -86,7 +90,18 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
         }
         other => Ok(other.context("cannot open the source")?),
     };
-    let reopen = reopener(&spec, &options);
+    // Hooks, MQTT, stills, the upload folder, live subscribers (src/events). The stills'
+    // tap goes around the source and around each one reopened after a loss.
+    let events = EventsRole::start(&events_settings(config));
+    let sink = events.sink();
+    let tapper = events.tapper();
+    let tap = move |s: Box<dyn crate::source::Source>| match &tapper {
+        Some(t) => t.tap(s),
+        None => s,
+    };
+    let first = first.map(&tap);
+    let reopen = reopener(&spec, &options)
+        .map(|mut r| Box::new(move || r().map(&tap)) as crate::source::Reopen);
     let (describe, live) = match &first {
         Ok(s) => (s.describe(), s.is_live()),
         Err(_) => (crate::source::redact::redact_source(&config.source), true),
@@ -99,10 +114,22 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
         sync_interval: std::time::Duration::from_secs_f64(config.sync_interval),
         idle_timeout: std::time::Duration::from_secs_f64(config.idle_timeout),
         require_mount: config.require_mount,
-    })?;
-    let storage = start_storage(config)?;
+    });
+    let started = writer
+        .map_err(anyhow::Error::from)
+        .and_then(|w| Ok((w, start_storage(config, sink.clone())?)));
+    let (writer, storage) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            events.finish();
+            return Err(e);
+        }
+    };
     let status = Arc::new(RecorderStatus::default());
-    let mut writer = writer.with_status(status.clone()).with_pool(pool);
+    let mut writer = writer
+        .with_status(status.clone())
+        .with_pool(pool)
+        .with_events(sink.clone());
     if let Some((link, _)) = &storage {
         writer = writer.with_storage(Box::new(link.clone()));
     }
@@ -166,6 +193,10 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
     if let (Some(sw), Some(live)) = (switch, live) {
         sw.attach(live);
     }
+    sink.emit(EventKind::RecordingStarted {
+        source: config.source.clone(),
+        dir: config.dir.display().to_string(),
+    });
 
     let writer_report = writer
         .join()
@@ -210,6 +241,19 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
         "done: {} segment(s), {} frame(s) recorded, {} dropped",
         writer_report.segments, writer_report.frames, writer_report.frames_dropped
     );
+    let reason = match &capture_report {
+        _ if writer_report.stopped => "stop",
+        Some(c) if c.fatal.is_some() => "error",
+        _ => "end_of_input",
+    };
+    sink.emit(EventKind::RecordingStopped {
+        reason: reason.into(),
+        segments: writer_report.segments,
+        frames: writer_report.frames,
+        dropped_frames: writer_report.frames_dropped,
+    });
+    // Every emitter is done: deliver what is queued (hooks within their timeouts).
+    events.finish();
     let after = match roles {
         Some(r) => r.finish(),
         None => crate::app::AfterRun::RecordOff,
@@ -225,7 +269,10 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
 /// When the drive is not there yet (`require_mount`), the writer waits for it and the
 /// keeper recovers it when it is back. Refuses to start when `dir` is not a directory, or
 /// when another recorder holds it (recovering its open segment would cut it).
-pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::JoinHandle<()>)>> {
+pub fn start_storage(
+    config: &Config,
+    events: EventSink,
+) -> Result<Option<(StorageLink, thread::JoinHandle<()>)>> {
     let layout = Layout::new(&config.dir);
     if config.dir.exists() && !config.dir.is_dir() {
         return Err(crate::storage::error::FootageError::invalid(format!(
@@ -254,7 +301,11 @@ pub fn start_storage(config: &Config) -> Result<Option<(StorageLink, thread::Joi
             Err(e) => warn!("recovery of {}: {e}", config.dir.display()),
         }
     }
-    match keeper::spawn(footage_settings(config, true), dir_lock) {
+    let settings = FootageSettings {
+        events,
+        ..footage_settings(config, true)
+    };
+    match keeper::spawn(settings, dir_lock) {
         Ok(k) => Ok(Some(k)),
         Err(e) => {
             log::error!("cannot start the storage keeper: {e}; recording without a quota");
@@ -271,6 +322,31 @@ pub fn footage_settings(config: &Config, enforce: bool) -> FootageSettings {
         quota: quota_settings(config),
         post_event: std::time::Duration::from_secs_f64(config.post_event_seconds),
         enforce,
+        events: EventSink::default(),
+        also_counted: also_counted(config),
+    }
+}
+
+/// The folders of the events role whose files count against the footage limit.
+fn also_counted(config: &Config) -> Vec<std::path::PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(u) = &config.upload {
+        dirs.push(u.dir.clone());
+    }
+    if let Some(s) = &config.stills {
+        dirs.push(s.dir_in(&config.dir));
+    }
+    dirs
+}
+
+/// The events role's settings of a configuration.
+pub fn events_settings(config: &Config) -> EventsSettings {
+    EventsSettings {
+        footage_dir: config.dir.clone(),
+        hooks: config.hooks.clone(),
+        mqtt: config.mqtt.clone(),
+        stills: config.stills.clone(),
+        upload: config.upload.clone(),
     }
 }
 

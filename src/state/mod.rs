@@ -7,5 +7,6 @@
 //! them without importing each other. Nothing here starts a thread or touches a file.
 
 pub mod control;
+pub mod event;
 pub mod health;
 pub mod status;

@@ -328,6 +328,8 @@ mod tests {
             quota: QuotaSettings::default(),
             post_event: Duration::from_secs(10),
             enforce: true,
+            events: Default::default(),
+            also_counted: Vec::new(),
         }
     }
 

@@ -165,6 +165,12 @@ impl SegmentWriter {
         self
     }
 
+    /// Say camera lost/back and the drive's changes as events.
+    pub fn with_events(mut self, events: crate::state::event::EventSink) -> SegmentWriter {
+        self.shell.set_events(events);
+        self
+    }
+
     /// Publish progress into `status` (shared with systemd notify, LED, web page).
     pub fn with_status(mut self, status: Arc<RecorderStatus>) -> SegmentWriter {
         self.shell.set_status(status);

@@ -232,6 +232,9 @@ pub(crate) struct Publish {
     pub error: Option<String>,
     /// A change of `source_lost`.
     pub source_lost: Option<Option<(SystemTime, String)>>,
+    /// A change of the drive: `Some(Some(..))` the writer waits for it (why), `Some(None)`
+    /// it writes again.
+    pub drive: Option<Option<(DriveFault, String)>>,
 }
 
 struct Segment {
@@ -376,6 +379,7 @@ impl Policy {
                 last_sync: None,
                 error: None,
                 source_lost: None,
+                drive: None,
             },
             publish_due: false,
         };
@@ -642,6 +646,7 @@ impl Policy {
             last_sync: self.status.last_sync,
             error: self.status.error.take(),
             source_lost: self.status.source_lost.take(),
+            drive: self.status.drive.take(),
         }
     }
 
@@ -1021,6 +1026,7 @@ impl Policy {
             RING_MAX_BYTES >> 20,
             RETRY_EVERY.as_secs()
         );
+        self.status.drive = Some(Some((fault, describe(&failure))));
         self.stall = Some(Stall {
             fault,
             since: now,
@@ -1039,6 +1045,7 @@ impl Policy {
             now.saturating_duration_since(stall.since).as_secs_f64(),
             self.ring.len()
         );
+        self.status.drive = Some(None);
         self.publish_due = true;
     }
 
@@ -1591,6 +1598,14 @@ mod tests {
         // the next keyframe (50..59) are lost.
         assert_eq!(s.p.report().frames_dropped, 25 + 10);
         assert_eq!(s.d.segs[1].durable[0], 60 * 3000);
+        // The drive's changes are published once each (the shell says them as events).
+        let changes: Vec<Option<DriveFault>> = s
+            .d
+            .published
+            .iter()
+            .filter_map(|p| p.drive.as_ref().map(|d| d.as_ref().map(|(f, _)| *f)))
+            .collect();
+        assert_eq!(changes, [Some(DriveFault::Gone), None]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::disk::naming::{self, file_name};
 use crate::disk::{durable, space};
 use crate::frame::{BufferPool, StreamFormat, TIMESCALE};
 use crate::mux::{self, SegmentMuxer};
+use crate::state::event::{DriveState, EventKind, EventSink};
 use crate::state::status::RecorderStatus;
 
 /// How long the writer waits for the footage core to free space.
@@ -47,6 +48,8 @@ pub(crate) struct Shell {
     pool: Option<BufferPool>,
     link: Option<Box<dyn FootageLink>>,
     status: Arc<RecorderStatus>,
+    /// Where camera lost/back and the drive's changes go as events (a no-op without one).
+    events: EventSink,
 }
 
 impl Shell {
@@ -58,6 +61,7 @@ impl Shell {
             pool: None,
             link: None,
             status: Arc::new(RecorderStatus::default()),
+            events: EventSink::default(),
         }
     }
 
@@ -67,6 +71,10 @@ impl Shell {
 
     pub(crate) fn set_link(&mut self, link: Box<dyn FootageLink>) {
         self.link = Some(link);
+    }
+
+    pub(crate) fn set_events(&mut self, events: EventSink) {
+        self.events = events;
     }
 
     pub(crate) fn set_status(&mut self, status: Arc<RecorderStatus>) {
@@ -340,8 +348,22 @@ impl Shell {
         Ok(())
     }
 
-    /// Copy a status update into the shared status.
+    /// Copy a status update into the shared status, and say the changes of the source and
+    /// the drive as events (never waits).
     pub(crate) fn publish(&self, p: Publish) {
+        match &p.source_lost {
+            Some(Some((at, why))) => self.events.emit(EventKind::camera_lost(*at, why)),
+            Some(None) => self.events.emit(EventKind::CameraBack {}),
+            None => {}
+        }
+        match &p.drive {
+            Some(Some((DriveFault::Full, why))) => {
+                self.events.drive(DriveState::Full, &self.dir, why)
+            }
+            Some(Some((_, why))) => self.events.drive(DriveState::Gone, &self.dir, why),
+            Some(None) => self.events.drive(DriveState::Ok, &self.dir, ""),
+            None => {}
+        }
         self.status.update(|s| {
             s.state = p.state;
             s.frames_synced = p.frames_synced;

@@ -28,6 +28,7 @@ use crate::disk::layout::Layout;
 use crate::disk::metadata::SegmentMeta;
 use crate::disk::naming::{self, file_name};
 use crate::disk::space::{self, human};
+use crate::state::event::{ClipSaved, DriveState, EventKind, EventSink, FileRef};
 use crate::storage::catalog::{Catalog, Folder, Item, Query};
 use crate::storage::clip::{self, ClipInfo, ClipRequest};
 use crate::storage::error::FootageError;
@@ -48,6 +49,26 @@ pub struct FootageSettings {
     pub post_event: Duration,
     /// Delete loop segments to keep the quota (false for a one-off command).
     pub enforce: bool,
+    /// Where the core's events go (locked, unlocked, deleted, quota_deleted,
+    /// segment_closed, clip_saved, drive_*); disabled for a one-off command.
+    pub events: EventSink,
+    /// Other folders whose files count against the footage limit (the upload folder,
+    /// the stills): their own bytes ([`own_bytes`]), read at every rescan.
+    pub also_counted: Vec<PathBuf>,
+}
+
+/// Bytes of the files directly in `dir` that are not hard links of another file: what
+/// the folder costs on its own (a hard link into the upload folder costs nothing while
+/// its original is kept). 0 when it is missing.
+pub fn own_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file() && m.nlink() <= 1)
+            .map(|m| m.len())
+            .sum()
+    })
 }
 
 /// The segment the writer is writing.
@@ -73,11 +94,27 @@ pub struct ClipJob {
     pub request: ClipRequest,
     /// Bytes the clip may take (the protected share's room), when it goes into `saved/`.
     budget: Option<u64>,
+    events: EventSink,
 }
 
 impl ClipJob {
     pub fn run(&self) -> Result<ClipInfo, FootageError> {
-        clip::make_clip(&self.layout, &self.request, self.budget)
+        let info = clip::make_clip(&self.layout, &self.request, self.budget)?;
+        self.events.emit(EventKind::ClipSaved(ClipSaved {
+            name: info.file.clone(),
+            path: info.path.display().to_string(),
+            from: info.from.clone(),
+            to: info.to.clone(),
+            start_wall: info.start_wall.clone(),
+            start_unix_ms: info.start_unix_ms,
+            frames: info.frames,
+            duration_s: info.duration_s,
+            bytes: info.bytes,
+            codec: info.codec,
+            segments: info.segments.clone(),
+            metadata: info.metadata.clone(),
+        }));
+        Ok(info)
     }
 }
 
@@ -103,6 +140,8 @@ pub struct Footage {
     /// Clips to start (due, not yet taken by the shell).
     clips_due: Vec<ClipRequest>,
     last_quota_warning: Option<Instant>,
+    /// Own bytes of `also_counted` at the last rescan.
+    also_counted_bytes: u64,
 }
 
 impl Footage {
@@ -121,6 +160,7 @@ impl Footage {
             clips: ClipQueue::default(),
             clips_due: Vec::new(),
             last_quota_warning: None,
+            also_counted_bytes: 0,
         };
         let _ = footage.rescan();
         footage
@@ -134,10 +174,17 @@ impl Footage {
     /// index is kept and the error returned (and logged once until it is readable again).
     pub fn rescan(&mut self) -> Result<(), FootageError> {
         let open = self.open.as_ref().map(|o| o.path.clone());
+        self.also_counted_bytes = self
+            .settings
+            .also_counted
+            .iter()
+            .map(|d| own_bytes(d))
+            .sum();
         match Catalog::scan(&self.settings.layout, open.as_deref()) {
             Ok(c) => {
                 if self.unreadable.take().is_some() {
                     info!("{} is readable again", self.settings.layout.root.display());
+                    self.drive(DriveState::Ok, "");
                 }
                 self.catalog = c;
                 Ok(())
@@ -145,6 +192,7 @@ impl Footage {
             Err(e) => {
                 if self.unreadable.is_none() {
                     warn!("cannot index the footage: {e}");
+                    self.drive(DriveState::Gone, &e.message);
                 }
                 self.unreadable = Some(e.clone());
                 Err(e)
@@ -153,7 +201,17 @@ impl Footage {
     }
 
     fn usage(&self) -> Usage {
-        self.catalog.usage(self.open_bytes)
+        let mut usage = self.catalog.usage(self.open_bytes);
+        // The upload folder's and the stills' own bytes count against the footage limit
+        // (not the locked share), like the files in corrupt/.
+        usage.corrupt = usage.corrupt.saturating_add(self.also_counted_bytes);
+        usage
+    }
+
+    fn drive(&self, state: DriveState, why: &str) {
+        self.settings
+            .events
+            .drive(state, &self.settings.layout.root, why);
     }
 
     /// The limits in force now (a statvfs of the drive).
@@ -181,6 +239,8 @@ impl Footage {
 
     /// A segment file was created and is being written.
     pub fn opened(&mut self, path: &Path, start: SystemTime) {
+        // Writing again after a full or vanished drive: that is over.
+        self.drive(DriveState::Ok, "");
         self.open_bytes = 0;
         self.events.opened(start);
         self.open = Some(OpenSegment {
@@ -211,14 +271,26 @@ impl Footage {
             return;
         }
         let name = file_name(path);
-        if meta.is_none() {
-            match crate::storage::recovery::repair_segment(path, None) {
-                Ok(m) => info!(
-                    "{name} finished after the error: {} frames, {:.3} s",
-                    m.frames, m.duration_s
-                ),
-                Err(e) => warn!("{name} left as cut (recovery repairs it at the next start): {e}"),
-            }
+        let meta = match meta {
+            Some(m) => Some(m),
+            None => match crate::storage::recovery::repair_segment(path, None) {
+                Ok(m) => {
+                    info!(
+                        "{name} finished after the error: {} frames, {:.3} s",
+                        m.frames, m.duration_s
+                    );
+                    Some(m)
+                }
+                Err(e) => {
+                    warn!("{name} left as cut (recovery repairs it at the next start): {e}");
+                    None
+                }
+            },
+        };
+        if let Some(m) = meta {
+            self.settings
+                .events
+                .emit(EventKind::segment_closed(path, m));
         }
         let bytes = lock::segment_bytes(path);
         self.written_closed = self.written_closed.saturating_add(bytes);
@@ -278,14 +350,21 @@ impl Footage {
         let _ = self.rescan();
         let n = quota::room_for(need, &self.catalog.loop_sizes());
         let freed: u64 = (0..n).map(|_| self.delete_oldest_loop("disk full")).sum();
-        if freed == 0 && self.may_warn() {
-            warn!("disk full and no older loop segment left to delete");
+        if freed == 0 {
+            self.drive(
+                DriveState::Full,
+                "disk full and no older loop segment left to delete",
+            );
+            if self.may_warn() {
+                warn!("disk full and no older loop segment left to delete");
+            }
         }
         freed
     }
 
     /// The drive came back after it was gone: repair what a cut left, then re-index.
     pub fn drive_back(&mut self) {
+        self.drive(DriveState::Ok, "");
         match crate::storage::recovery::recover(&self.settings.layout) {
             Ok(r) if r.changed() => info!("{}", r.summary()),
             Ok(_) => {}
@@ -303,6 +382,10 @@ impl Footage {
         match lock::delete_segment(&item.path) {
             Ok(()) => {
                 info!("deleted {} ({}, {why})", item.name(), human(item.bytes));
+                self.settings.events.emit(EventKind::QuotaDeleted {
+                    file: FileRef::new(&item.path, item.bytes),
+                    reason: if why == "quota" { "quota" } else { "disk_full" },
+                });
                 item.bytes
             }
             Err(e) => {
@@ -428,8 +511,12 @@ impl Footage {
                         old.name()
                     );
                     self.catalog.remove(&old);
-                    if let Err(e) = lock::delete_segment(&old.path) {
-                        error!("{e}");
+                    match lock::delete_segment(&old.path) {
+                        Ok(()) => self.settings.events.emit(EventKind::QuotaDeleted {
+                            file: FileRef::new(&old.path, old.bytes),
+                            reason: "locked_full",
+                        }),
+                        Err(e) => error!("{e}"),
                     }
                 }
             }
@@ -443,6 +530,9 @@ impl Footage {
         }
         let layout = &self.settings.layout;
         let to = lock::move_segment(layout, &item.path, &layout.locked())?;
+        self.settings
+            .events
+            .emit(EventKind::Locked(FileRef::new(&to, item.bytes)));
         self.catalog.remove(item);
         self.catalog.insert(Item {
             path: to,
@@ -475,6 +565,9 @@ impl Footage {
                 Folder::Locked => {
                     let layout = &self.settings.layout;
                     let to = lock::move_segment(layout, &item.path, &layout.root)?;
+                    self.settings
+                        .events
+                        .emit(EventKind::Unlocked(FileRef::new(&to, item.bytes)));
                     self.catalog.remove(&item);
                     self.catalog.insert(Item {
                         path: to,
@@ -514,6 +607,14 @@ impl Footage {
                 ))),
                 Folder::Loop | Folder::Saved => {
                     lock::delete_segment(&item.path)?;
+                    self.settings.events.emit(EventKind::Deleted {
+                        file: FileRef::new(&item.path, item.bytes),
+                        folder: if item.folder == Folder::Loop {
+                            "loop"
+                        } else {
+                            "saved"
+                        },
+                    });
                     self.catalog.remove(&item);
                     let n = item.name();
                     info!("deleted {n} ({}, on request)", human(item.bytes));
@@ -650,6 +751,7 @@ impl Footage {
             layout,
             request,
             budget,
+            events: self.settings.events.clone(),
         }
     }
 

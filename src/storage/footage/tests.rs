@@ -44,6 +44,8 @@ impl Dir {
             quota,
             post_event: Duration::from_secs(10),
             enforce,
+            events: EventSink::default(),
+            also_counted: Vec::new(),
         })
     }
 }
@@ -405,6 +407,8 @@ fn a_vanished_drive_is_unavailable() {
         quota: QuotaSettings::default(),
         post_event: Duration::from_secs(10),
         enforce: false,
+        events: EventSink::default(),
+        also_counted: Vec::new(),
     });
     std::fs::rename(&root, d.root().join("gone")).expect("unmount");
     for r in [f.lock("0"), f.unlock("0"), f.delete("0"), f.lock("7")] {
@@ -439,4 +443,50 @@ fn requests_are_dispatched() {
     let out = f.handle(Request::LockNow, now).expect("lock now");
     assert_eq!(out.files, vec![file_name(&d.seg(1))]);
     assert!(d.locked(1).exists());
+}
+
+#[test]
+fn the_core_says_what_it_did_as_events() {
+    let d = Dir::new();
+    for s in 0..4 {
+        d.write(s, 998);
+    }
+    let (sink, rx) = EventSink::bounded(64);
+    let upload = d.root().join("upload");
+    std::fs::create_dir(&upload).expect("upload");
+    std::fs::write(upload.join("copy.mp4"), vec![0u8; 500]).expect("copy");
+    let mut f = Footage::open(FootageSettings {
+        layout: Layout::new(d.root()),
+        quota: quota(3_400, 50.0, LockedFull::Rotate),
+        post_event: Duration::from_secs(10),
+        enforce: true,
+        events: sink,
+        also_counted: vec![upload],
+    });
+    f.lock("1").expect("lock");
+    f.unlock("1").expect("unlock");
+    f.delete("0").expect("delete");
+    // 2 000 + 500 in the upload folder, over 3 400 minus its headroom: the oldest goes.
+    f.enforce();
+    assert_eq!(f.make_room(1), 1000);
+    assert_eq!(f.make_room(1), 0, "only the newest is left");
+    let kinds: Vec<(&str, String)> = rx
+        .try_iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_str(&e.to_json()).expect("json");
+            (e.kind.name(), v["name"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    let name = |s| file_name(&d.seg(s));
+    assert_eq!(
+        kinds,
+        vec![
+            ("locked", name(1)),
+            ("unlocked", name(1)),
+            ("deleted", name(0)),
+            ("quota_deleted", name(1)),
+            ("quota_deleted", name(2)),
+            ("drive_full", String::new()),
+        ]
+    );
 }
