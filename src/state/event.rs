@@ -243,11 +243,7 @@ fn unix_ms(t: SystemTime) -> i64 {
 
 /// CLOCK_MONOTONIC now.
 pub fn monotonic_now() -> Duration {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
+    crate::state::clock::monotonic()
 }
 
 #[derive(Serialize)]

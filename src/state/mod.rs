@@ -6,6 +6,7 @@
 //! so that the writer, systemd notification, the GPIO role and the web page can all use
 //! them without importing each other. Nothing here starts a thread or touches a file.
 
+pub mod clock;
 pub mod control;
 pub mod event;
 pub mod health;

@@ -172,11 +172,7 @@ impl StillDecoder {
 
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        t.tv_sec.max(0) as u64,
-        t.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
+    crate::state::clock::thread_cpu()
 }
 
 impl StillDecoder {

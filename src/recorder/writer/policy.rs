@@ -1599,12 +1599,11 @@ mod tests {
         assert_eq!(s.p.report().frames_dropped, 25 + 10);
         assert_eq!(s.d.segs[1].durable[0], 60 * 3000);
         // The drive's changes are published once each (the shell says them as events).
-        let changes: Vec<Option<DriveFault>> = s
-            .d
-            .published
-            .iter()
-            .filter_map(|p| p.drive.as_ref().map(|d| d.as_ref().map(|(f, _)| *f)))
-            .collect();
+        let changes: Vec<Option<DriveFault>> =
+            s.d.published
+                .iter()
+                .filter_map(|p| p.drive.as_ref().map(|d| d.as_ref().map(|(f, _)| *f)))
+                .collect();
         assert_eq!(changes, [Some(DriveFault::Gone), None]);
     }
 

@@ -333,8 +333,7 @@ pub fn whole_jpeg(data: &[u8]) -> Option<usize> {
 
 /// Now on the monotonic clock, nanoseconds.
 fn monotonic_ns() -> i128 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+    crate::state::clock::monotonic().as_nanos() as i128
 }
 
 impl Drop for V4l2Source {
