@@ -225,9 +225,10 @@ fn scan(layout: &Layout) -> Result<Vec<Listed>, String> {
     ] {
         let entries = match catalog::list(&dir) {
             Ok(e) => e,
-            Err(e) if kind == SegmentKind::Locked && e.kind() == std::io::ErrorKind::NotFound => {
-                continue
-            }
+            // Not there yet: the recorder creates the folder when it starts, a moment
+            // after this server is up; until then nothing is recorded. (A drive that is
+            // gone is the status's health, not this listing's.)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
         };
         for e in entries {
