@@ -1,6 +1,6 @@
 //! What the recorder is doing and what may be asked of it: the shared status
 //! ([`status`]), its one health judgement ([`health`]) and the requests to the writer
-//! ([`control`]).
+//! ([`control`]), and the hand-off of frames to the live view ([`live`]).
 //!
 //! These are the small types every role shares. They sit below the recorder and the roles
 //! so that the writer, systemd notification, the GPIO role and the web page can all use
@@ -8,4 +8,5 @@
 
 pub mod control;
 pub mod health;
+pub mod live;
 pub mod status;
