@@ -355,6 +355,8 @@ fn three_viewers_one_stuck_while_recording_1080p30_the_file_keeps_every_frame() 
     let stuck_at = Instant::now();
     let info = live_info(&d);
     assert_eq!(info["viewers"], 3, "{info}");
+    let metrics = String::from_utf8_lossy(&web::get(&d.url("/metrics"), &[]).2).into_owned();
+    assert!(metrics.contains("\ndashcam_live_viewers 3\n"), "{metrics}");
     // A fourth is refused, clearly.
     let (status, body) = connect(&d, None).expect_err("a fourth viewer");
     assert_eq!(status, 503, "{body}");

@@ -189,12 +189,18 @@ impl App {
             ("POST", "/api/unlock") => api::unlock(b, req),
             ("POST", "/api/clips") => api::save_clip(b, req),
             ("POST", "/api/clock") => api::clock(b, req),
-            ("GET", "/metrics") => Response::new(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                Body::Bytes(metrics::render(&b.metrics(), &self.counters).into_bytes()),
-            )
-            .with("Cache-Control", "no-store"),
+            ("GET", "/metrics") => {
+                if let Some(l) = &self.live {
+                    let n = l.hub().snapshot().viewers as u64;
+                    self.counters.live_viewers.store(n, Ordering::Relaxed);
+                }
+                Response::new(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    Body::Bytes(metrics::render(&b.metrics(), &self.counters).into_bytes()),
+                )
+                .with("Cache-Control", "no-store")
+            }
             ("GET" | "HEAD", "/api/clip.mp4" | "/api/clip.avi") => self.clip_stream(req),
             ("DELETE", p) if p.starts_with("/api/segments/") => {
                 match name_in(p, "/api/segments/") {

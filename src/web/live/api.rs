@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::json;
 
 use super::hub::{Kind, Refused};
@@ -75,34 +76,59 @@ pub(crate) fn route(live: Option<&Arc<LiveView>>, req: &Request) -> Response {
     }
 }
 
+/// The answer of `GET /api/live` (see docs/api.md).
+#[derive(Serialize)]
+struct Info {
+    enabled: bool,
+    codec: Option<&'static str>,
+    width: Option<u32>,
+    height: Option<u32>,
+    viewers: usize,
+    max_viewers: usize,
+    preview_fps: f64,
+    ws: Option<&'static str>,
+    hls: Option<&'static str>,
+    mjpeg: Option<&'static str>,
+    message: Option<String>,
+    picture_age_s: Option<f64>,
+    hls_segments: usize,
+    viewers_total: u64,
+    viewer_timeouts: u64,
+    fragments_skipped: u64,
+    frames_handed_over: u64,
+    frames_dropped_for_view: u64,
+}
+
 fn info(live: &LiveView) -> Response {
     let s = live.hub().snapshot();
-    let codec = s.codec.map(Codec::name);
     let h264 = s.codec != Some(Codec::Mjpeg);
     let mjpeg = s.codec != Some(Codec::H264);
-    Response::json(
-        200,
-        &json!({
-            "enabled": true,
-            "codec": codec,
-            "width": s.width,
-            "height": s.height,
-            "viewers": s.viewers,
-            "max_viewers": live.settings().max_viewers,
-            "preview_fps": live.settings().preview_fps,
-            "ws": h264.then_some("/api/live.ws"),
-            "hls": h264.then_some("/api/live.m3u8"),
-            "mjpeg": mjpeg.then_some("/api/live.mjpeg"),
-            "message": s.refused.map(|r| format!("This camera's stream cannot be shown: {r}.")).or_else(|| live.no_picture()),
-            "picture_age_s": s.picture_age.map(|a| a.as_secs_f64()),
-            "hls_segments": s.hls_segments,
-            "viewers_total": s.viewers_total,
-            "viewer_timeouts": s.timeouts_total,
-            "fragments_skipped": s.skipped_total,
-            "frames_handed_over": s.handed_over,
-            "frames_dropped_for_view": s.dropped_for_view,
-        }),
-    )
+    let info = Info {
+        enabled: true,
+        codec: s.codec.map(Codec::name),
+        width: s.width,
+        height: s.height,
+        viewers: s.viewers,
+        max_viewers: live.settings().max_viewers,
+        preview_fps: live.settings().preview_fps,
+        ws: h264.then_some("/api/live.ws"),
+        hls: h264.then_some("/api/live.m3u8"),
+        mjpeg: mjpeg.then_some("/api/live.mjpeg"),
+        message: s
+            .refused
+            .map(|r| format!("This camera's stream cannot be shown: {r}."))
+            .or_else(|| live.no_picture()),
+        picture_age_s: s.picture_age.map(|a| a.as_secs_f64()),
+        hls_segments: s.hls_segments,
+        viewers_total: s.viewers_total,
+        viewer_timeouts: s.timeouts_total,
+        fragments_skipped: s.skipped_total,
+        frames_handed_over: s.handed_over,
+        frames_dropped_for_view: s.dropped_for_view,
+    };
+    let mut body = serde_json::to_vec(&info).unwrap_or_default();
+    body.push(b'\n');
+    Response::new(200, "application/json", Body::Bytes(body)).with("Cache-Control", "no-store")
 }
 
 fn refused(r: Refused) -> Response {

@@ -5,8 +5,8 @@
 //! fragment; every second a `{"type":"clock"}` text (the Pi's wall clock, so the page can
 //! measure latency across two clocks, and why there is no picture when there is none).
 //!
-//! Framing is `tungstenite` (sync, no TLS, no handshake machinery of its own but its
-//! accept-key function) over the socket the server hands over. The thread never reads
+//! Framing is `tungstenite` (sync, no TLS, without its handshake machinery: the server has
+//! parsed the request) over the socket the server hands over. The thread never reads
 //! from the socket: a closed page shows as a failed write. A write blocked for
 //! [`super::STALL`] (the socket's send timeout; its buffer kept small) ends the viewer:
 //! a stuck phone holds nothing for longer than that.
@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use serde_json::json;
+use serde::Serialize;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
@@ -46,7 +46,40 @@ pub(crate) fn accept(req: &Request) -> Result<String, (u16, String)> {
     if key.is_empty() || key.len() > 64 {
         return Err((400, "missing or bad Sec-WebSocket-Key".into()));
     }
-    Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
+    Ok(accept_key(key.as_bytes()))
+}
+
+/// `Sec-WebSocket-Accept` of a key (RFC 6455 4.2.2: base64 of the SHA-1 of the key and
+/// the protocol's GUID).
+fn accept_key(key: &[u8]) -> String {
+    use base64ct::Encoding;
+    use sha1::Digest;
+    let mut sha = sha1::Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64ct::Base64::encode_string(&sha.finalize())
+}
+
+/// `{"type":"init",…}`: the format whose init segment follows.
+#[derive(Serialize)]
+struct InitMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    codec: &'a str,
+    mime: String,
+    width: u32,
+    height: u32,
+    format: u32,
+}
+
+/// `{"type":"clock",…}`: the dashcam's clock, viewers, why there is no picture.
+#[derive(Serialize)]
+struct ClockMessage {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    unix_ms: i64,
+    viewers: usize,
+    message: Option<String>,
 }
 
 /// What the viewer's thread needs besides its lane.
@@ -73,15 +106,15 @@ pub(crate) fn run(stream: TcpStream, feed: &Feed<'_>) -> Ending {
         }
         let sent = match feed.lane.recv_timeout(CLOCK_EVERY) {
             Ok(Out::Init(init)) => {
-                let text = json!({
-                    "type": "init",
-                    "codec": init.codec,
-                    "mime": format!("video/mp4; codecs=\"{}\"", init.codec),
-                    "width": init.width,
-                    "height": init.height,
-                    "format": init.generation,
+                let text = serde_json::to_string(&InitMessage {
+                    kind: "init",
+                    codec: &init.codec,
+                    mime: format!("video/mp4; codecs=\"{}\"", init.codec),
+                    width: init.width,
+                    height: init.height,
+                    format: init.generation,
                 })
-                .to_string();
+                .unwrap_or_default();
                 ws.send(Message::text(text))
                     .and_then(|()| ws.send(Message::Binary(init.bytes.clone())))
             }
@@ -118,13 +151,13 @@ pub(crate) fn run(stream: TcpStream, feed: &Feed<'_>) -> Ending {
                     }
                 }
             }
-            let text = json!({
-                "type": "clock",
-                "unix_ms": super::hub::Hub::now_unix_ms(),
-                "viewers": (feed.viewers)(),
-                "message": (feed.no_picture)(),
+            let text = serde_json::to_string(&ClockMessage {
+                kind: "clock",
+                unix_ms: super::hub::Hub::now_unix_ms(),
+                viewers: (feed.viewers)(),
+                message: (feed.no_picture)(),
             })
-            .to_string();
+            .unwrap_or_default();
             if let Err(e) = ws.send(Message::text(text)) {
                 return Ending::of_ws(&e);
             }
