@@ -1,4 +1,4 @@
-// dashcam phone page: status, lock, record on/off, footage, clips. No framework.
+// dashcam phone page: live view, status, lock, record on/off, footage, clips. No framework.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -247,6 +247,409 @@ async function pollStatus() {
   }
 }
 
+// --- live view -----------------------------------------------------------------------------
+// H.264: fMP4 fragments over a WebSocket into Media Source Extensions (ManagedMediaSource on
+// iPhones that have it, MediaSource elsewhere), else the HLS playlist (iPhones without MSE).
+// MJPEG: the camera's JPEGs at the preview rate, read from a multipart stream. Each
+// fragment starts with a prft box (the capture time on the Pi's clock): latency is the
+// Pi's clock now (from the socket's clock messages) minus the capture time of the picture
+// shown.
+
+const LIVE_KEY = "dashcam.live";
+const live = {
+  on: localStorage.getItem(LIVE_KEY) !== "off",
+  mode: null,
+  ws: null,
+  ms: null,
+  sb: null,
+  mime: null,
+  queue: [],
+  clock: [], // [media seconds, capture Unix ms] of recent fragments
+  offsetMs: null, // Pi clock minus this phone's clock
+  abort: null,
+  timer: null,
+  retry: null,
+  transient: false,
+  frames: 0, // pictures shown (MJPEG) or fragments appended (MSE)
+  gotData: false,
+  latency: null,
+  message: null,
+};
+
+// A message over the picture; `transient` ones (connecting) go as soon as a picture shows.
+function liveMsg(text, bad, transient) {
+  const m = $("live-msg");
+  live.message = text || null;
+  live.transient = !!transient;
+  $("live-full").classList.toggle("hidden", !!text && !transient);
+  m.textContent = text || "";
+  m.classList.toggle("hidden", !text);
+  m.classList.toggle("bad", !!bad);
+}
+
+function liveLatency(seconds) {
+  const l = $("live-latency");
+  live.latency = seconds;
+  if (seconds === null || !isFinite(seconds)) {
+    l.classList.add("hidden");
+    return;
+  }
+  l.classList.remove("hidden");
+  l.textContent = `LIVE ${Math.max(0, seconds).toFixed(1)} s`;
+  l.dataset.seconds = String(seconds);
+}
+
+function liveWanted() {
+  return live.on && state.view === "status" && !document.hidden && $("player").classList.contains("hidden");
+}
+
+function liveStop() {
+  clearTimeout(live.retry);
+  clearInterval(live.timer);
+  live.retry = null;
+  live.timer = null;
+  if (live.ws) { const ws = live.ws; live.ws = null; try { ws.close(); } catch (e) { /* closed */ } }
+  if (live.abort) { live.abort.abort(); live.abort = null; }
+  const v = $("live-video");
+  if (live.mode === "mse" || live.mode === "hls") {
+    v.pause();
+    v.removeAttribute("src");
+    v.load();
+  }
+  live.ms = null;
+  live.sb = null;
+  live.queue = [];
+  live.clock = [];
+  live.mode = null;
+  live.gotData = false;
+  liveLatency(null);
+}
+
+function liveRetry(ms) {
+  clearTimeout(live.retry);
+  live.retry = setTimeout(liveUpdate, ms);
+}
+
+// Start or stop the live view as the page's state says.
+async function liveUpdate() {
+  $("live-toggle").textContent = live.on ? "Live on" : "Live off";
+  $("live-toggle").classList.toggle("on", live.on);
+  $("live-toggle").setAttribute("aria-pressed", String(live.on));
+  if (!liveWanted()) {
+    liveStop();
+    if (!live.on) {
+      $("live-video").classList.add("hidden");
+      $("live-img").classList.add("hidden");
+      liveMsg("The live view is off. Tap “Live off” to turn it on.");
+      $("live-state").textContent = "Live view off";
+    }
+    return;
+  }
+  if (live.mode) return;
+  live.mode = "starting";
+  liveMsg("Connecting to the camera…", false, true);
+  let info;
+  try {
+    info = await api("GET", "/api/live");
+  } catch (e) {
+    live.mode = null;
+    if (e.status !== 401) { liveMsg(e.message, true); liveRetry(4000); }
+    return;
+  }
+  if (!liveWanted()) { live.mode = null; return liveUpdate(); }
+  if (!info.enabled) {
+    live.mode = null;
+    liveMsg(info.message || "The live view is switched off on this dashcam.", true);
+    $("live-state").textContent = "Live view unavailable";
+    return;
+  }
+  if (info.viewers >= info.max_viewers) {
+    live.mode = null;
+    liveMsg(tooMany(info), true);
+    liveRetry(5000);
+    return;
+  }
+  const dims = info.width ? ` · ${info.width}×${info.height}` : "";
+  if (info.codec === "mjpeg") {
+    $("live-state").textContent = `Live · MJPEG preview ${info.preview_fps} fps${dims}`;
+    liveMjpeg();
+  } else {
+    const MS = window.ManagedMediaSource || window.MediaSource;
+    if (MS) {
+      $("live-state").textContent = `Live · H.264${dims}${window.ManagedMediaSource ? " (managed)" : ""}`;
+      liveMse(MS);
+    } else if ($("live-video").canPlayType("application/vnd.apple.mpegurl")) {
+      $("live-state").textContent = `Live · H.264 over HLS${dims}`;
+      liveHls();
+    } else {
+      live.mode = null;
+      liveMsg("This browser cannot play the live view (no Media Source Extensions, no HLS).", true);
+      return;
+    }
+  }
+  if (info.message) liveMsg(info.message, true);
+}
+
+function tooMany(info) {
+  return `Too many viewers: ${info.viewers} watching already (at most ${info.max_viewers}). Trying again…`;
+}
+
+// A socket or stream ended: say why (ask the dashcam) and try again.
+async function liveEnded() {
+  const was = live.mode;
+  liveStop();
+  if (!liveWanted()) return;
+  let text = was === "mjpeg" ? "The live stream ended." : "The live connection closed.";
+  try {
+    const info = await api("GET", "/api/live");
+    if (!info.enabled) { liveMsg(info.message, true); return; }
+    if (info.viewers >= info.max_viewers) text = tooMany(info);
+    else if (info.message) text = info.message;
+  } catch (e) {
+    text = e.message;
+  }
+  liveMsg(text + " Reconnecting…", true, true);
+  liveRetry(3000);
+}
+
+// The capture time (Pi ms) of media time `t` (seconds), from the fragments' prft boxes.
+function captureAt(t) {
+  let best = null;
+  for (const c of live.clock) if (c[0] <= t + 0.001) best = c;
+  return best ? best[1] + (t - best[0]) * 1000 : null;
+}
+
+const NTP_UNIX_S = 2208988800;
+
+function onFragment(buf) {
+  const d = new DataView(buf);
+  if (buf.byteLength >= 32 && d.getUint32(4) === 0x70726674 /* prft */) {
+    const secs = d.getUint32(16);
+    const frac = d.getUint32(20);
+    const media = Number(d.getBigUint64(24)) / 90000;
+    const ms = (secs - NTP_UNIX_S) * 1000 + (frac / 4294967296) * 1000;
+    live.clock.push([media, ms]);
+    if (live.clock.length > 400) live.clock.splice(0, 100);
+    buf = buf.slice(d.getUint32(0));
+  }
+  live.queue.push(buf);
+  livePump();
+}
+
+function livePump() {
+  const sb = live.sb;
+  if (!sb || sb.updating || !live.queue.length) return;
+  try {
+    sb.appendBuffer(live.queue.shift());
+    live.frames++;
+  } catch (e) {
+    if (e.name === "QuotaExceededError") {
+      liveTrim(true);
+    } else {
+      liveMsg(`The live view failed: ${e.message}`, true);
+      liveEnded();
+    }
+  }
+}
+
+// Keep a few seconds behind the playhead; drop the rest.
+function liveTrim(force) {
+  const v = $("live-video");
+  const sb = live.sb;
+  if (!sb || sb.updating || !v.buffered.length) return;
+  const start = v.buffered.start(0);
+  const keep = force ? 2 : 10;
+  if (v.currentTime - start > keep + 5 || force) {
+    try { sb.remove(start, Math.max(start + 0.1, v.currentTime - keep)); } catch (e) { /* busy */ }
+  }
+}
+
+function newMediaSource(MS, mime) {
+  const v = $("live-video");
+  live.ms = new MS();
+  live.sb = null;
+  live.mime = mime;
+  live.queue = [];
+  live.clock = [];
+  const ms = live.ms;
+  ms.addEventListener("sourceopen", () => {
+    if (live.ms !== ms) return;
+    try {
+      live.sb = ms.addSourceBuffer(mime);
+    } catch (e) {
+      liveMsg(`This browser cannot play ${mime}: ${e.message}`, true);
+      return;
+    }
+    live.sb.mode = "segments";
+    live.sb.addEventListener("updateend", livePump);
+    livePump();
+  }, { once: true });
+  v.disableRemotePlayback = true;
+  v.src = URL.createObjectURL(ms);
+  v.play().catch(() => {});
+}
+
+function liveMse(MS) {
+  live.mode = "mse";
+  const v = $("live-video");
+  $("live-img").classList.add("hidden");
+  v.classList.remove("hidden");
+  v.disableRemotePlayback = true;
+  v.muted = true;
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live.ws`);
+  ws.binaryType = "arraybuffer";
+  live.ws = ws;
+  ws.onmessage = (ev) => {
+    if (live.ws !== ws) return;
+    if (typeof ev.data === "string") {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m.type === "init") {
+        newMediaSource(MS, m.mime);
+        $("live-state").textContent = `Live · H.264 · ${m.width}×${m.height}${window.ManagedMediaSource ? " (managed)" : ""}`;
+      }
+      if (m.type === "clock") {
+        live.offsetMs = m.unix_ms - Date.now();
+        if (m.message) liveMsg(m.message, true);
+        else if (live.gotData) liveMsg(null);
+      }
+      return;
+    }
+    live.gotData = true;
+    if (!live.ms) return;
+    onFragment(ev.data);
+  };
+  ws.onclose = () => { if (live.ws === ws) liveEnded(); };
+  live.timer = setInterval(liveChase, 250);
+}
+
+// Stay at the live edge: jump forward when more than a second behind, or past a gap.
+function liveChase() {
+  const v = $("live-video");
+  const b = v.buffered;
+  if (!b.length) return;
+  const last = b.length - 1;
+  const end = b.end(last);
+  if (v.currentTime < b.start(last) || end - v.currentTime > 1.0) {
+    v.currentTime = Math.max(b.start(last), end - 0.25);
+  }
+  if (v.paused) v.play().catch(() => {});
+  if (v.readyState >= 2 && live.gotData && live.transient) liveMsg(null);
+  const cap = captureAt(v.currentTime);
+  if (cap !== null && live.offsetMs !== null) liveLatency((Date.now() + live.offsetMs - cap) / 1000);
+  liveTrim(false);
+}
+
+function liveHls() {
+  live.mode = "hls";
+  const v = $("live-video");
+  $("live-img").classList.add("hidden");
+  v.classList.remove("hidden");
+  v.disableRemotePlayback = true;
+  v.src = "/api/live.m3u8";
+  v.play().catch(() => {});
+  v.onerror = () => { if (live.mode === "hls") liveEnded(); };
+  live.timer = setInterval(() => {
+    if (v.readyState >= 2 && live.transient) liveMsg(null);
+    const start = v.getStartDate ? v.getStartDate().getTime() : NaN;
+    if (isFinite(start) && state.status) {
+      const offset = state.status.clock_unix_ms - state.statusAt;
+      liveLatency((Date.now() + offset - (start + v.currentTime * 1000)) / 1000);
+    }
+  }, 500);
+}
+
+function indexOf(buf, pat, from) {
+  outer: for (let i = from || 0; i + pat.length <= buf.length; i++) {
+    for (let j = 0; j < pat.length; j++) if (buf[i + j] !== pat[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+async function liveMjpeg() {
+  live.mode = "mjpeg";
+  const img = $("live-img");
+  $("live-video").classList.add("hidden");
+  img.classList.remove("hidden");
+  const ctl = new AbortController();
+  live.abort = ctl;
+  let r;
+  try {
+    r = await fetch("/api/live.mjpeg", { signal: ctl.signal, cache: "no-store", credentials: "same-origin" });
+  } catch (e) {
+    if (live.abort === ctl) liveEnded();
+    return;
+  }
+  if (!r.ok || !r.body) {
+    if (live.abort === ctl) liveEnded();
+    return;
+  }
+  const reader = r.body.getReader();
+  const CRLF2 = [13, 10, 13, 10];
+  let buf = new Uint8Array(0);
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      break;
+    }
+    if (chunk.done || live.abort !== ctl) break;
+    const joined = new Uint8Array(buf.length + chunk.value.length);
+    joined.set(buf);
+    joined.set(chunk.value, buf.length);
+    buf = joined;
+    for (;;) {
+      const headEnd = indexOf(buf, CRLF2, 0);
+      if (headEnd < 0) break;
+      const head = new TextDecoder().decode(buf.subarray(0, headEnd));
+      const len = /content-length:\s*(\d+)/i.exec(head);
+      if (!len) { buf = buf.subarray(headEnd + 4); continue; }
+      const start = headEnd + 4;
+      const n = Number(len[1]);
+      if (buf.length < start + n) break;
+      const jpeg = buf.slice(start, start + n);
+      const cap = /x-capture-ms:\s*(\d+)/i.exec(head);
+      buf = buf.subarray(start + n);
+      showJpeg(jpeg, cap ? Number(cap[1]) : null);
+    }
+  }
+  if (live.abort === ctl) liveEnded();
+}
+
+function showJpeg(jpeg, captureMs) {
+  const img = $("live-img");
+  const url = URL.createObjectURL(new Blob([jpeg], { type: "image/jpeg" }));
+  const old = img.dataset.url;
+  img.onload = () => {
+    if (old) URL.revokeObjectURL(old);
+    live.frames++;
+    img.dataset.frames = String(live.frames);
+    if (live.message) liveMsg(null); // a picture came: whatever was said is over
+    if (captureMs !== null && state.status) {
+      const offset = state.status.clock_unix_ms - state.statusAt;
+      liveLatency((Date.now() + offset - captureMs) / 1000);
+    }
+  };
+  img.dataset.url = url;
+  img.src = url;
+}
+
+function liveFullscreen() {
+  const box = $("live-box");
+  const v = $("live-video");
+  if (document.fullscreenElement) {
+    document.exitFullscreen().catch(() => {});
+  } else if (box.requestFullscreen) {
+    box.requestFullscreen().catch(() => { if (v.webkitEnterFullscreen) v.webkitEnterFullscreen(); });
+  } else if (box.webkitRequestFullscreen) {
+    box.webkitRequestFullscreen();
+  } else if (v.webkitEnterFullscreen && !v.classList.contains("hidden")) {
+    v.webkitEnterFullscreen(); // iPhone: only a video goes full screen
+  }
+}
+
 // --- footage -------------------------------------------------------------------------------
 
 async function loadSegments() {
@@ -396,6 +799,7 @@ function play(seg) {
     startReplay(seg, 0);
   }
   $("player").classList.remove("hidden");
+  liveUpdate();
 }
 
 function startReplay(seg, from) {
@@ -426,6 +830,7 @@ function closePlayer() {
   video.load();
   $("player-img").removeAttribute("src");
   $("player").classList.add("hidden");
+  liveUpdate();
 }
 
 // --- clip form -----------------------------------------------------------------------------
@@ -499,6 +904,8 @@ async function login(ev) {
     $("login").classList.add("hidden");
     $("logout").classList.remove("hidden");
     loadSegments();
+    liveStop();
+    liveUpdate();
   } catch (e) {
     $("login-error").textContent = e.message;
   }
@@ -514,6 +921,7 @@ function show(view) {
   if (view === "footage") loadSegments();
   if (view === "clip" && !$("clip-from").value) setClipBack(60);
   window.scrollTo(0, 0);
+  liveUpdate();
 }
 
 async function start() {
@@ -575,6 +983,13 @@ async function start() {
     state.csrf = null;
     showLogin();
   });
+  $("live-toggle").addEventListener("click", () => {
+    live.on = !live.on;
+    localStorage.setItem(LIVE_KEY, live.on ? "on" : "off");
+    liveUpdate();
+  });
+  $("live-full").addEventListener("click", liveFullscreen);
+  document.addEventListener("visibilitychange", liveUpdate);
   setInterval(tickClock, 1000);
   try {
     const s = await api("GET", "/api/session");
@@ -585,6 +1000,7 @@ async function start() {
     /* the status poll reports it */
   }
   pollStatus();
+  liveUpdate();
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -26,6 +26,12 @@
 # On request:
 #   bench1080.h264     1920x1080 30 fps High, ~12 Mbit/s, IDR every 60 frames with
 #                      headers, 60 s
+#   live1080.h264      the live view tests: 1920x1080 30 fps High, no B-frames, IDR every
+#                      30 frames (rpicam-vid --intra 30) with headers, ~4 Mbit/s, 40 s, the
+#                      frame number burned in as 12 black/white cells of 96x96 px at the
+#                      top left (most significant bit first)
+#   live_res.h264      10 s of 1280x720 then 10 s of 640x360 (new SPS/PPS at the change),
+#                      30 fps, IDR every 30, the frame number burned in the same way
 set -euo pipefail
 export LC_ALL=C
 
@@ -203,6 +209,35 @@ make_res_change() {
     [ "$(frames_of "$out")" = 180 ] || die "res_change: not 180 frames"
 }
 
+# The frame number (from 0) as 12 cells of CELL x CELL px, white for 1, most significant
+# bit first, over testsrc2 with noise: a picture that reads back to its frame number.
+counted() {
+    local size=$1 cell=$2 seconds=$3 start=$4 out=$5
+    ff -f lavfi -i "testsrc2=size=$size:rate=30,noise=alls=12:allf=t" \
+        -f lavfi -i "color=c=black:size=12x2:rate=30" -t "$seconds" \
+        -filter_complex "[1]format=gray,geq=lum='255*mod(floor((N+$start)/pow(2\,11-X))\,2)',scale=$((12 * cell)):$cell:flags=neighbor,format=yuv420p[code];[0][code]overlay=0:0,format=yuv420p" \
+        -c:v libx264 -preset veryfast -profile:v high -bf 0 \
+        -b:v 4M -maxrate 5M -bufsize 5M \
+        -x264-params keyint=30:min-keyint=30:scenecut=0:repeat-headers=1 \
+        -f h264 "$out"
+}
+
+make_live1080() {
+    local out=$1
+    counted 1920x1080 96 40 0 "$out"
+    [ "$(frames_of "$out")" = 1200 ] || die "live1080: not 1200 frames"
+    [ "$(count_nal "$out" 5)" = 40 ] || die "live1080: expected 40 IDR slices"
+    [ "$(probe "$out" has_b_frames)" = 0 ] || die "live1080: has B-frames"
+}
+
+make_live_res() {
+    local out=$1
+    counted 1280x720 64 10 0 "$tmpdir/a.h264"
+    counted 640x360 32 10 300 "$tmpdir/b.h264"
+    cat "$tmpdir/a.h264" "$tmpdir/b.h264" >"$out"
+    [ "$(frames_of "$out")" = 600 ] || die "live_res: not 600 frames"
+}
+
 make_bench1080() {
     local out=$1
     ff -f lavfi -i "$(src1080 28)" -t 60 -pix_fmt yuv420p \
@@ -225,6 +260,8 @@ make_one() {
         garbage.bin) fn=make_garbage ;;
         res_change.h264) fn=make_res_change ;;
         bench1080.h264) fn=make_bench1080 ;;
+        live1080.h264) fn=make_live1080 ;;
+        live_res.h264) fn=make_live_res ;;
         *) die "unknown input $name" ;;
     esac
     local start=$SECONDS

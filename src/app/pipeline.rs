@@ -30,6 +30,7 @@ use crate::source::test_pattern::TestPatternOptions;
 use crate::source::SourceSpec;
 use crate::state::control::Control;
 use crate::state::event::{EventKind, EventSink};
+use crate::state::live::LiveTap;
 use crate::state::status::RecorderStatus;
 use crate::storage::footage::FootageSettings;
 use crate::storage::keeper::{self, StorageLink};
@@ -60,12 +61,17 @@ impl RunOutcome {
 }
 
 pub fn run(config: &Config) -> Result<RunOutcome> {
-    run_with(config, None)
+    run_with(config, None, None)
 }
 
 /// [`run`], the run attached to `switch` while its writer runs (the phone page's record
-/// off stops it; see [`crate::app::switch`]).
-pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOutcome> {
+/// off stops it; see [`crate::app::switch`]), its writer offering frames to the live view
+/// through `live_tap`.
+pub fn run_with(
+    config: &Config,
+    switch: Option<&RecordSwitch>,
+    live_tap: Option<&Arc<LiveTap>>,
+) -> Result<RunOutcome> {
     let spec = SourceSpec::parse(&config.source).map_err(anyhow::Error::msg)?;
     let pool = BufferPool::new(4);
     let options = SourceOptions {
@@ -130,6 +136,9 @@ pub fn run_with(config: &Config, switch: Option<&RecordSwitch>) -> Result<RunOut
         .with_status(status.clone())
         .with_pool(pool)
         .with_events(sink.clone());
+    if let Some(tap) = live_tap {
+        writer = writer.with_live(tap.clone());
+    }
     if let Some((link, _)) = &storage {
         writer = writer.with_storage(Box::new(link.clone()));
     }

@@ -3,7 +3,9 @@
 //! off from the phone wait, paused, for record on (pinging systemd's watchdog meanwhile,
 //! ending at once on SIGINT/SIGTERM).
 //!
-//! It owns that loop and the order of start and stop (web first up, last down). Each run
+//! It owns that loop and the order of start and stop (web first up, last down), and the
+//! one live tap that every run's writer offers frames to and the web role's live view
+//! takes them from. Each run
 //! is [`super::pipeline::run_with`]; a web role that cannot start is logged and left out,
 //! never a reason not to record.
 
@@ -20,25 +22,35 @@ use crate::app::web_backend::FootageBackend;
 use crate::app::AfterRun;
 use crate::config::Config;
 use crate::service::notify::{self, Notifier, State};
+use crate::state::live::LiveTap;
 use crate::web::WebServer;
+
+/// Frames the writer may have handed to the live view and not yet taken.
+const LIVE_QUEUE: usize = 8;
 
 /// Record until the input ends, a signal comes, or a GPIO stop is not undone.
 pub fn record(config: &Config) -> Result<RunOutcome> {
     let switch = Arc::new(RecordSwitch::default());
-    let web = start_web(config, &switch);
-    let result = run_loop(config, &switch);
+    // One hand-off for the whole process: every run's writer offers to it.
+    let live = (config.web.enabled && config.web.live).then(|| Arc::new(LiveTap::new(LIVE_QUEUE)));
+    let web = start_web(config, &switch, live.clone());
+    let result = run_loop(config, &switch, live.as_ref());
     if let Some(w) = web {
         w.stop();
     }
     result
 }
 
-fn start_web(config: &Config, switch: &Arc<RecordSwitch>) -> Option<WebServer> {
+fn start_web(
+    config: &Config,
+    switch: &Arc<RecordSwitch>,
+    live: Option<Arc<LiveTap>>,
+) -> Option<WebServer> {
     if !config.web.enabled {
         return None;
     }
     let backend = Arc::new(FootageBackend::new(config, switch.clone()));
-    match WebServer::start(&config.web, backend) {
+    match WebServer::start(&config.web, backend, live) {
         Ok(w) => {
             info!("web: serving the phone page on http://{}/", w.local_addr());
             Some(w)
@@ -50,10 +62,14 @@ fn start_web(config: &Config, switch: &Arc<RecordSwitch>) -> Option<WebServer> {
     }
 }
 
-fn run_loop(config: &Config, switch: &RecordSwitch) -> Result<RunOutcome> {
+fn run_loop(
+    config: &Config,
+    switch: &RecordSwitch,
+    live: Option<&Arc<LiveTap>>,
+) -> Result<RunOutcome> {
     loop {
         switch.begin_run();
-        let outcome = match pipeline::run_with(config, Some(switch)) {
+        let outcome = match pipeline::run_with(config, Some(switch), live) {
             Ok(o) => o,
             Err(e) => {
                 switch.end_run(false);

@@ -1,5 +1,6 @@
 //! The `[web]` table of the configuration: where the phone page listens, the password file,
-//! the host names it answers to, and the server's limits.
+//! the host names it answers to, the server's limits, and the live view (`live`,
+//! `preview_fps`, `max_viewers`).
 //!
 //! It owns the keys, their defaults and their validation (errors name the key and what is
 //! allowed, like the rest of the configuration). It never opens a socket or a file.
@@ -34,6 +35,12 @@ pub struct WebConfig {
     pub header_timeout: f64,
     /// Seconds a read or write on a socket may block before the connection is dropped.
     pub io_timeout: f64,
+    /// Serve the live view (`/api/live.ws`, `.m3u8`, `.mjpeg`) at all.
+    pub live: bool,
+    /// Frames per second of the MJPEG live view, at most (the camera's own JPEGs).
+    pub preview_fps: f64,
+    /// Live viewers (WebSocket and MJPEG streams) at the same time, at most.
+    pub max_viewers: usize,
 }
 
 impl Default for WebConfig {
@@ -49,6 +56,9 @@ impl Default for WebConfig {
             max_streams: 8,
             header_timeout: 10.0,
             io_timeout: 20.0,
+            live: true,
+            preview_fps: 2.0,
+            max_viewers: 3,
         }
     }
 }
@@ -111,6 +121,21 @@ impl WebConfig {
                 format!("is {}; allowed: 1 to 600 seconds", self.io_timeout),
             );
         }
+        if !(0.1..=30.0).contains(&self.preview_fps) {
+            return bad(
+                "preview_fps",
+                format!(
+                    "is {}; allowed: 0.1 to 30 frames per second",
+                    self.preview_fps
+                ),
+            );
+        }
+        if !(1..=16).contains(&self.max_viewers) {
+            return bad(
+                "max_viewers",
+                format!("is {}; allowed: 1 to 16", self.max_viewers),
+            );
+        }
         Ok(())
     }
 
@@ -137,6 +162,8 @@ mod tests {
     fn on_by_default_on_loopback_and_valid() {
         let c = WebConfig::default();
         assert!(c.enabled);
+        assert!(c.live);
+        assert_eq!((c.preview_fps, c.max_viewers), (2.0, 3));
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert!(c.validate().is_ok());
     }
@@ -162,6 +189,23 @@ mod tests {
             .expect_err("streams >= workers")
             .to_string();
         assert!(err.contains("web.max_streams"), "{err}");
+        let cfg = Config::from_toml(
+            "[web]\nlive = false\npreview_fps = 5\nmax_viewers = 1\n",
+            "c.toml",
+        )
+        .expect("live keys");
+        assert!(!cfg.web.live);
+        assert_eq!(cfg.web.preview_fps, 5.0);
+        assert_eq!(cfg.web.max_viewers, 1);
+        for bad in ["preview_fps = 0", "preview_fps = 60", "max_viewers = 0"] {
+            let err = Config::from_toml(&format!("[web]\n{bad}\n"), "c.toml")
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains(&format!("web.{}", bad.split(' ').next().unwrap_or(""))),
+                "{err}"
+            );
+        }
         let err = Config::from_toml("[web]\nallowed_hosts = [\"a b\"]\n", "c.toml")
             .expect_err("bad host")
             .to_string();

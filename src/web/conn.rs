@@ -1,7 +1,8 @@
 //! One request on one connection: read its body (bounded, with a deadline), ask the
-//! handler, write the answer (whole bodies, files with `sendfile(2)`, byte ranges, and
+//! handler, write the answer (whole bodies, files with `sendfile(2)`, byte ranges,
 //! streams chunked to HTTP/1.1 clients or delimited by close for HTTP/1.0 ones, so nothing
-//! is ever buffered whole), and say whether the connection may be kept.
+//! is ever buffered whole, and a head after which the connection is handed over), and say
+//! whether the connection may be kept.
 //!
 //! It owns the wire format of an answer. It never decides what to answer.
 
@@ -117,10 +118,12 @@ fn write_response(
         hold: _hold,
     } = response;
     let len = body.len();
+    let takeover = matches!(body, Body::Takeover(_));
     let streamed = len.is_none();
-    let chunked = streamed && !request.http10;
-    // An HTTP/1.0 client learns the end of a stream from the close.
-    let keep = keep && !(streamed && request.http10);
+    let chunked = streamed && !request.http10 && !takeover;
+    // An HTTP/1.0 client learns the end of a stream from the close; a connection taken
+    // over is never given back.
+    let keep = keep && !(streamed && request.http10) && !takeover;
     let mut head = String::with_capacity(256);
     head.push_str(&format!("HTTP/1.1 {status} {}\r\n", reason(status)));
     head.push_str(&format!(
@@ -141,7 +144,9 @@ fn write_response(
         None if chunked => head.push_str("Transfer-Encoding: chunked\r\n"),
         None => {}
     }
-    head.push_str(if keep {
+    head.push_str(if status == 101 {
+        "\r\n" // the handler names the upgrade (Connection: Upgrade)
+    } else if keep {
         "Connection: keep-alive\r\n\r\n"
     } else {
         "Connection: close\r\n\r\n"
@@ -166,6 +171,10 @@ fn write_response(
                 send_file(stream, &file, start, len, shared)?;
             }
             stream.write_all(&tail)?;
+        }
+        Body::Takeover(take) => {
+            stream.write_all(head.as_bytes())?;
+            take(stream.try_clone()?);
         }
         Body::Stream(produce) => {
             stream.write_all(head.as_bytes())?;

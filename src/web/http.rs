@@ -266,7 +266,13 @@ pub enum Body {
     /// Produced while it is sent (the replay): chunked to HTTP/1.1 clients, delimited by
     /// closing the connection for HTTP/1.0 ones.
     Stream(Producer),
+    /// The connection itself, after the head (the live view: a WebSocket after `101`, an
+    /// endless multipart stream delimited by the close): never kept alive.
+    Takeover(Takeover),
 }
+
+/// What takes a connection over (it returns at once; the socket is its own from then on).
+pub type Takeover = Box<dyn FnOnce(std::net::TcpStream) + Send>;
 
 /// What writes a streamed body.
 pub type Producer = Box<dyn FnOnce(&mut dyn StreamSink) -> std::io::Result<()> + Send>;
@@ -289,7 +295,7 @@ impl Body {
                     .sum::<u64>()
                     + tail.len() as u64,
             ),
-            Body::Stream(_) => None,
+            Body::Stream(_) | Body::Takeover(_) => None,
         }
     }
 }
@@ -353,6 +359,7 @@ impl Response {
 /// The reason phrase of a status code.
 pub fn reason(status: u16) -> &'static str {
     match status {
+        101 => "Switching Protocols",
         200 => "OK",
         204 => "No Content",
         206 => "Partial Content",
@@ -369,6 +376,7 @@ pub fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         416 => "Range Not Satisfiable",
+        426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format 0.0.4 (`# HELP`, `# TYPE`, the `dashcam_`
 //! prefix, `_total` counters, base units), and the counters the web role keeps itself:
-//! requests by status code and open replay streams.
+//! requests by status code, open replay streams and live viewers.
 //!
 //! Rendering is pure (a [`MetricsView`] and the counters in, text out). Written by hand:
 //! `prometheus-client` is 17 crates for a dozen lines of text.
@@ -17,6 +17,8 @@ use super::backend::MetricsView;
 pub struct WebCounters {
     by_code: Mutex<BTreeMap<u16, u64>>,
     pub replay_viewers: AtomicU64,
+    /// Set from the live view before each rendering.
+    pub live_viewers: AtomicU64,
 }
 
 impl WebCounters {
@@ -182,7 +184,7 @@ pub fn render(m: &MetricsView, web: &WebCounters) -> String {
         "live_viewers",
         "gauge",
         "Clients watching the live view.",
-        &one(0),
+        &one(web.live_viewers.load(Ordering::Relaxed)),
     );
     family(
         &mut out,

@@ -12,7 +12,8 @@
 //! request on the wire), [`http`] (messages), [`routes`] (the gate and the URL table),
 //! [`api`] (JSON handlers), [`files`] and [`range`] (footage with Range/ETag), [`replay`]
 //! (MJPEG replay of AVI), [`auth`] (password, sessions, CSRF, origin and Host checks),
-//! [`metrics`] (Prometheus text), [`assets`] (the page, built in).
+//! [`metrics`] (Prometheus text), [`assets`] (the page, built in), [`live`] (the live
+//! view: fMP4 over a WebSocket, HLS, MJPEG, fed by the recorder's live tap).
 
 pub(crate) mod api;
 pub(crate) mod assets;
@@ -22,6 +23,7 @@ pub mod config;
 mod conn;
 pub(crate) mod files;
 pub(crate) mod http;
+pub(crate) mod live;
 pub(crate) mod metrics;
 pub(crate) mod range;
 pub(crate) mod replay;
@@ -33,6 +35,8 @@ use std::sync::Arc;
 
 pub use backend::WebBackend;
 pub use config::WebConfig;
+
+use crate::state::live::LiveTap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -51,11 +55,17 @@ pub enum WebError {
 /// The running web role.
 pub struct WebServer {
     server: server::Server,
+    live: Option<Arc<live::LiveView>>,
 }
 
 impl WebServer {
-    /// Bind `config.listen` and serve `backend`.
-    pub fn start(config: &WebConfig, backend: Arc<dyn WebBackend>) -> Result<WebServer, WebError> {
+    /// Bind `config.listen` and serve `backend`; the live view from `tap` when `[web] live`
+    /// is on (the recorder's writer offers its frames to the same tap).
+    pub fn start(
+        config: &WebConfig,
+        backend: Arc<dyn WebBackend>,
+        tap: Option<Arc<LiveTap>>,
+    ) -> Result<WebServer, WebError> {
         let auth = auth::Auth::load(config.password_file.as_deref())?;
         let addr = config.listen_addr().ok_or_else(|| WebError::Listen {
             addr: config.listen.clone(),
@@ -65,13 +75,28 @@ impl WebServer {
             addr: config.listen.clone(),
             source,
         })?;
+        let live = match tap.filter(|_| config.live) {
+            Some(tap) => Some(
+                live::LiveView::start(
+                    tap,
+                    live::LiveSettings {
+                        max_viewers: config.max_viewers,
+                        preview_fps: config.preview_fps,
+                    },
+                    backend.clone(),
+                )
+                .map_err(WebError::Threads)?,
+            ),
+            None => None,
+        };
         let app = routes::App::new(
             backend,
             auth,
             auth::local_names(&config.allowed_hosts),
             config.public_metrics,
             config.max_streams,
-        );
+        )
+        .with_live(live.clone());
         let server = server::Server::start(
             listener,
             server::Limits {
@@ -83,15 +108,23 @@ impl WebServer {
             Arc::new(app),
         )
         .map_err(WebError::Threads)?;
-        Ok(WebServer { server })
+        Ok(WebServer { server, live })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
     }
 
-    /// Stop serving: open connections are shut down, threads joined.
+    /// Stop serving: open connections (live viewers too) are shut down, threads joined.
     pub fn stop(self) {
+        if let Some(l) = &self.live {
+            l.hub()
+                .stop
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         self.server.stop();
+        if let Some(l) = self.live {
+            l.stop();
+        }
     }
 }

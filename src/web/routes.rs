@@ -18,13 +18,16 @@ use super::auth::{self, Auth, Login};
 use super::backend::WebBackend;
 use super::files;
 use super::http::{Body, Request, Response};
+use super::live::{self, LiveView};
 use super::metrics::{self, WebCounters};
 use super::replay;
 use super::server::Handler;
 
-/// Headers on every page asset: nothing from elsewhere, no framing, no sniffing.
+/// Headers on every page asset: nothing from elsewhere, no framing, no sniffing. The live
+/// view's WebSocket is named by its host (`{host}`): older Safari does not count `ws:` to
+/// the page's host as `'self'`.
 const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; \
-style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
+style-src 'self'; script-src 'self'; connect-src 'self' ws://{host}; frame-ancestors 'none'; \
 base-uri 'none'; form-action 'self'";
 
 /// Paths and the methods they take (for 405 answers).
@@ -63,6 +66,7 @@ pub struct App {
     counters: Arc<WebCounters>,
     streams: Arc<AtomicUsize>,
     max_streams: usize,
+    live: Option<Arc<LiveView>>,
 }
 
 impl App {
@@ -81,7 +85,14 @@ impl App {
             counters: Arc::new(WebCounters::default()),
             streams: Arc::new(AtomicUsize::new(0)),
             max_streams,
+            live: None,
         }
+    }
+
+    /// Serve the live view (`None`: switched off).
+    pub fn with_live(mut self, live: Option<Arc<LiveView>>) -> App {
+        self.live = live;
+        self
     }
 
     fn stream_slot(&self) -> Option<StreamSlot> {
@@ -178,12 +189,18 @@ impl App {
             ("POST", "/api/unlock") => api::unlock(b, req),
             ("POST", "/api/clips") => api::save_clip(b, req),
             ("POST", "/api/clock") => api::clock(b, req),
-            ("GET", "/metrics") => Response::new(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                Body::Bytes(metrics::render(&b.metrics(), &self.counters).into_bytes()),
-            )
-            .with("Cache-Control", "no-store"),
+            ("GET", "/metrics") => {
+                if let Some(l) = &self.live {
+                    let n = l.hub().snapshot().viewers as u64;
+                    self.counters.live_viewers.store(n, Ordering::Relaxed);
+                }
+                Response::new(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    Body::Bytes(metrics::render(&b.metrics(), &self.counters).into_bytes()),
+                )
+                .with("Cache-Control", "no-store")
+            }
             ("GET" | "HEAD", "/api/clip.mp4" | "/api/clip.avi") => self.clip_stream(req),
             ("DELETE", p) if p.starts_with("/api/segments/") => {
                 match name_in(p, "/api/segments/") {
@@ -199,6 +216,7 @@ impl App {
                 Some(n) => self.replay(req, n),
                 None => not_found(p),
             },
+            (_, p) if live::api::owns(p) => live::api::route(self.live.as_ref(), req),
             (_, p) => match METHODS.iter().find(|(known, _)| *known == p) {
                 Some((_, allow)) => Response::error(
                     405,
@@ -328,9 +346,11 @@ fn asset(req: &Request, a: &'static assets::Asset) -> Response {
     } else {
         Response::new(200, a.content_type, Body::Static(a.bytes))
     };
+    // The Host was checked by the gate (a name of this machine or an address).
+    let host = req.header("host").unwrap_or("localhost");
     r.with("ETag", tag)
         .with("Cache-Control", "no-cache")
-        .with("Content-Security-Policy", CSP)
+        .with("Content-Security-Policy", CSP.replace("{host}", host))
         .with("X-Content-Type-Options", "nosniff")
         .with("X-Frame-Options", "DENY")
         .with("Referrer-Policy", "same-origin")

@@ -194,7 +194,7 @@ impl Drop for Server {
 
 /// Run this thread below the recorder: nice +10 (which also lowers its I/O priority
 /// under the CFQ/BFQ schedulers when no explicit class is set).
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     let tid = rustix::thread::gettid();
     let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
     if let Err(e) = rustix::process::setpriority_process(Some(tid), (now + NICE_DELTA).min(19)) {

@@ -8,7 +8,8 @@
 //! [`policy`] for what it does on a full, vanished, read-only or forbidden drive.
 //!
 //! - [`policy`]: every decision, pure (events in, steps out), unit-tested without a disk;
-//! - [`shell`]: performs the steps (muxer, files, footage core, status, buffer pool);
+//! - [`shell`]: performs the steps (muxer, files, footage core, status, buffer pool, the
+//!   hand-off to the live view);
 //! - [`ring`]: the frames kept in RAM while the drive cannot be written;
 //! - [`link`]: the line to the footage core ([`FootageLink`]);
 //! - this file: the thread that feeds the policy and runs the shell until it says exit.
@@ -168,6 +169,13 @@ impl SegmentWriter {
     /// Say camera lost/back and the drive's changes as events.
     pub fn with_events(mut self, events: crate::state::event::EventSink) -> SegmentWriter {
         self.shell.set_events(events);
+        self
+    }
+
+    /// Hand each pushed frame to the live view when someone watches (see
+    /// [`crate::state::live`]).
+    pub fn with_live(mut self, tap: Arc<crate::state::live::LiveTap>) -> SegmentWriter {
+        self.shell.set_live(tap);
         self
     }
 

@@ -1,7 +1,8 @@
 //! The writer's I/O: performs one [`Step`] of the policy and says what happened.
 //!
-//! It owns the open segment's muxer and file, the footage core's link, the shared status
-//! and the buffer pool. It decides nothing: each step does exactly what it names and turns
+//! It owns the open segment's muxer and file, the footage core's link, the shared status,
+//! the buffer pool and the hand-off to the live view (a pushed frame goes to the live view
+//! instead of the pool when someone watches: [`LiveTap::offer`]). It decides nothing: each step does exactly what it names and turns
 //! errors into [`Failure`]s through the one errno table ([`DriveFault::of`]). The files it
 //! touches are the open segment (created, appended, finished), its metadata, and a segment
 //! file it created a moment ago and could not start (removed, so no empty file is left).
@@ -20,9 +21,10 @@ use crate::disk::fault::DriveFault;
 use crate::disk::metadata::{self, CloseReason, SegmentMeta};
 use crate::disk::naming::{self, file_name};
 use crate::disk::{durable, space};
-use crate::frame::{BufferPool, StreamFormat, TIMESCALE};
+use crate::frame::{BufferPool, Frame, StreamFormat, TIMESCALE};
 use crate::mux::{self, SegmentMuxer};
 use crate::state::event::{DriveState, EventKind, EventSink};
+use crate::state::live::LiveTap;
 use crate::state::status::RecorderStatus;
 
 /// How long the writer waits for the footage core to free space.
@@ -50,6 +52,9 @@ pub(crate) struct Shell {
     status: Arc<RecorderStatus>,
     /// Where camera lost/back and the drive's changes go as events (a no-op without one).
     events: EventSink,
+    live: Option<Arc<LiveTap>>,
+    /// The format last noted in the live tap.
+    live_format: Option<Arc<StreamFormat>>,
 }
 
 impl Shell {
@@ -62,11 +67,23 @@ impl Shell {
             link: None,
             status: Arc::new(RecorderStatus::default()),
             events: EventSink::default(),
+            live: None,
+            live_format: None,
         }
     }
 
     pub(crate) fn set_pool(&mut self, pool: BufferPool) {
+        if let Some(tap) = &self.live {
+            tap.set_pool(pool.clone());
+        }
         self.pool = Some(pool);
+    }
+
+    pub(crate) fn set_live(&mut self, tap: Arc<LiveTap>) {
+        if let Some(pool) = &self.pool {
+            tap.set_pool(pool.clone());
+        }
+        self.live = Some(tap);
     }
 
     pub(crate) fn set_link(&mut self, link: Box<dyn FootageLink>) {
@@ -108,9 +125,7 @@ impl Shell {
                     },
                     None => Outcome::PushFailed(no_segment()),
                 };
-                if let Some(pool) = &self.pool {
-                    pool.give(frame.data);
-                }
+                self.pushed(frame);
                 Some(outcome)
             }
             Step::Flush { next_dts } => Some(self.flush(next_dts)),
@@ -146,6 +161,24 @@ impl Shell {
                 None
             }
             Step::Publish | Step::Wait(_) | Step::Exit => None,
+        }
+    }
+
+    /// A frame whose bytes the muxer has taken: to the live view when someone watches
+    /// (the buffer itself, no copy), else its buffer back to the pool.
+    fn pushed(&mut self, frame: Frame) {
+        let data = match &self.live {
+            Some(tap) => {
+                tap.note_format(&frame.format, &mut self.live_format);
+                match tap.offer(frame) {
+                    Ok(()) => return,
+                    Err(frame) => frame.data,
+                }
+            }
+            None => frame.data,
+        };
+        if let Some(pool) = &self.pool {
+            pool.give(data);
         }
     }
 
