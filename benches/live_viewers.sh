@@ -83,7 +83,7 @@ dashcam_run() {
     for p in "${vp[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     local u s m bytes
     read -r u s m <"$work/time"
-    bytes=$(cat "$work/viewers"/* 2>/dev/null | sed -n 's/.*bytes=\([0-9]*\).*/\1/p' | awk '{ t += $1 } END { print t + 0 }')
+    bytes=$({ cat "$work/viewers"/* 2>/dev/null || true; } | sed -n 's/.*bytes=\([0-9]*\).*/\1/p' | awk '{ t += $1 } END { print t + 0 }')
     awk -v u="$u" -v s="$s" -v m="$m" -v b="$bytes" 'BEGIN { printf "%.2f %d %d\n", u + s, m, b }'
 }
 
