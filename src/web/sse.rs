@@ -43,9 +43,11 @@ pub(crate) const STALL: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_secs(1);
 /// Send buffer of a stream's socket: events are small; a big buffer would hide a stuck
 /// client for a long time.
-const SEND_BUFFER: usize = 16 * 1024;
+const SEND_BUFFER: usize = 8 * 1024;
 /// Stack of a stream's thread.
 const STACK: usize = 128 * 1024;
+/// At stop, how long streams may take to send the last events.
+const DRAIN: Duration = Duration::from_secs(1);
 /// What the browser waits before it reconnects (ms).
 const RETRY_MS: u32 = 3000;
 
@@ -182,8 +184,13 @@ impl EventStreams {
         }
     }
 
-    /// Stop: every stream's socket shut down, every thread joined.
+    /// Stop: every stream's socket shut down, every thread joined. Streams whose feed has
+    /// closed (the session ended the events first) get [`DRAIN`] to send what they have.
     pub(crate) fn stop(&self) {
+        let deadline = Instant::now() + DRAIN;
+        while Instant::now() < deadline && !self.all_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.stop.store(true, Ordering::SeqCst);
         if let Ok(s) = self.sockets.lock() {
             for sock in s.values() {
@@ -198,6 +205,15 @@ impl EventStreams {
             if t.join().is_err() {
                 warn!("an event stream thread panicked");
             }
+        }
+    }
+}
+
+impl EventStreams {
+    fn all_finished(&self) -> bool {
+        match self.threads.lock() {
+            Ok(t) => t.iter().all(JoinHandle::is_finished),
+            Err(_) => true,
         }
     }
 }
