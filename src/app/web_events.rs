@@ -153,14 +153,19 @@ impl WebEvents {
     }
 }
 
-/// The still of a segment that starts at `start_ms` and ends at `end_ms`: the first one
-/// taken from a moment before its start to its end (`stills` oldest first).
+/// The still of a segment that starts at `start_ms` and ends at `end_ms` (`stills` oldest
+/// first): the first one taken at or after its start and within it (its first keyframe's
+/// still has its very wall time), else one taken a moment before its start.
 pub fn still_for(stills: &[(i64, String)], start_ms: i64, end_ms: i64) -> Option<&str> {
-    let from = start_ms.saturating_sub(BEFORE_START_MS);
-    let i = stills.partition_point(|(t, _)| *t < from);
-    stills
-        .get(i)
-        .filter(|(t, _)| *t <= end_ms)
+    let i = stills.partition_point(|(t, _)| *t < start_ms);
+    if let Some((t, n)) = stills.get(i) {
+        if *t <= end_ms {
+            return Some(n);
+        }
+    }
+    i.checked_sub(1)
+        .and_then(|j| stills.get(j))
+        .filter(|(t, _)| *t >= start_ms.saturating_sub(BEFORE_START_MS))
         .map(|(_, n)| n.as_str())
 }
 
@@ -202,13 +207,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_segment_gets_the_first_still_from_just_before_its_start() {
-        let s: Vec<(i64, String)> = [1_000, 4_500, 5_200, 9_000]
+    fn a_segment_gets_the_still_of_its_first_frame_or_one_just_before() {
+        let s: Vec<(i64, String)> = [1_000, 4_000, 5_000, 6_000, 9_000]
             .iter()
             .map(|t| (*t, format!("s{t}")))
             .collect();
-        assert_eq!(still_for(&s, 5_000, 8_000), Some("s4500"));
-        assert_eq!(still_for(&s, 6_300, 8_000), None, "none within it");
+        assert_eq!(
+            still_for(&s, 5_000, 8_000),
+            Some("s5000"),
+            "its own first frame"
+        );
+        assert_eq!(still_for(&s, 4_500, 4_900), Some("s4000"), "just before it");
+        assert_eq!(
+            still_for(&s, 7_200, 8_000),
+            None,
+            "none within or just before"
+        );
         assert_eq!(still_for(&s, 8_500, 20_000), Some("s9000"));
         assert_eq!(still_for(&s, 10_500, 20_000), None);
         assert_eq!(still_for(&[], 0, 1), None);
