@@ -99,7 +99,7 @@ fn the_page_follows_the_events_and_shows_still_thumbnails() {
         .into_iter()
         .filter(|s| s["frames"].is_u64())
         .filter_map(|s| s["name"].as_str().map(String::from))
-        .last()
+        .next_back()
         .expect("a closed loop segment");
     let polled = polls(&mut b);
     let seen = b.network.len();
