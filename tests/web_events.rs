@@ -16,8 +16,6 @@ mod web;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::fd::{FromRawFd, IntoRawFd};
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -386,8 +384,7 @@ fn tiny_window_connect(addr: &str) -> TcpStream {
     rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 1024).expect("SO_RCVBUF");
     let a: std::net::SocketAddr = addr.parse().expect("address");
     rustix::net::connect(&sock, &a).expect("connect");
-    // SAFETY: the fd is ours, connected, and given to the stream.
-    unsafe { TcpStream::from_raw_fd(sock.into_raw_fd()) }
+    TcpStream::from(sock)
 }
 
 fn metric(d: &web::Dashcam, name: &str) -> f64 {
@@ -454,6 +451,15 @@ fn a_stuck_client_costs_no_frame_and_no_other_clients_event_and_is_dropped() {
     let refused = get(&d.url("/api/events"), &[]);
     assert_error(&refused, 503, "beyond the subscribers");
     assert_eq!(web::json(&refused)["error"], "too_many_subscribers");
+    // Another site's page may not read the events (checked before the limit).
+    let cross = get(
+        &d.url("/api/events"),
+        &[
+            ("Origin", "http://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+    );
+    assert_error(&cross, 403, "cross-origin events");
 
     // The stuck client is dropped within its buffer's fill and the stall time.
     assert!(

@@ -3,7 +3,8 @@
 //! and the table from method and path to handler.
 //!
 //! It owns the order of those checks and the URL space; handlers live in [`super::api`],
-//! [`super::files`] and [`super::replay`]. Names in paths are looked up by the backend,
+//! [`super::files`], [`super::replay`] and [`super::sse`] (`GET /api/events`); stills
+//! (`/api/still.jpg`, `/api/stills/NAME`) are files the backend opens by a still's name. Names in paths are looked up by the backend,
 //! never joined into a file path, and a folder is never listed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
