@@ -184,6 +184,13 @@ impl EventStreams {
         }
     }
 
+    fn all_finished(&self) -> bool {
+        match self.threads.lock() {
+            Ok(t) => t.iter().all(JoinHandle::is_finished),
+            Err(_) => true,
+        }
+    }
+
     /// Stop: every stream's socket shut down, every thread joined. Streams whose feed has
     /// closed (the session ended the events first) get [`DRAIN`] to send what they have.
     pub(crate) fn stop(&self) {
@@ -205,15 +212,6 @@ impl EventStreams {
             if t.join().is_err() {
                 warn!("an event stream thread panicked");
             }
-        }
-    }
-}
-
-impl EventStreams {
-    fn all_finished(&self) -> bool {
-        match self.threads.lock() {
-            Ok(t) => t.iter().all(JoinHandle::is_finished),
-            Err(_) => true,
         }
     }
 }
