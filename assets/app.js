@@ -223,16 +223,19 @@ function tickClock() {
   $("clock").textContent = piLocal(0).slice(11, 19);
 }
 
-async function pollStatus() {
+// The status: fetched when an event says something changed (see "events" below), when
+// the page comes back into view, and polled only while the event stream is not open.
+async function refreshStatus(why) {
   try {
     const s = await api("GET", "/api/status");
     state.status = s;
     state.statusAt = Date.now();
     state.failures = 0;
+    events.refreshes[why] = (events.refreshes[why] || 0) + 1;
+    events.lastRefresh = why;
     $("conn").className = "conn ok";
     renderStatus(s);
     tickClock();
-    if (state.view === "footage" && Date.now() - state.listAt > 10000) loadSegments();
   } catch (e) {
     state.failures++;
     $("conn").className = "conn bad";
@@ -242,9 +245,89 @@ async function pollStatus() {
       b.className = "banner";
       b.textContent = e.message;
     }
-  } finally {
-    setTimeout(pollStatus, state.failures ? 4000 : 2000);
   }
+}
+
+// The fallback poll: only while the event stream is not open (not supported, refused, or
+// down and reconnecting).
+async function pollStatus() {
+  if (!events.open) {
+    await refreshStatus("poll");
+    if (state.view === "footage" && Date.now() - state.listAt > 10000) loadSegments();
+  }
+  setTimeout(pollStatus, events.open || state.failures ? 8000 : 4000);
+}
+
+// --- events --------------------------------------------------------------------------------
+// GET /api/events (Server-Sent Events): every event of the recorder. Each refreshes what it
+// changes: the status card, and the footage list when it is shown. The browser's
+// EventSource reconnects by itself after a network drop; a refused stream (401, 503 when
+// too many pages follow) is opened again after a while, and meanwhile the status is
+// polled. `window.dashcamEvents` says how the page learnt what it shows.
+
+const FOOTAGE_EVENTS = new Set([
+  "segment_closed", "locked", "unlocked", "deleted", "clip_saved", "quota_deleted",
+  "recording_started", "recording_stopped", "drive_full", "drive_gone", "drive_back",
+]);
+const STATUS_EVENTS = new Set([...FOOTAGE_EVENTS, "camera_lost", "camera_back", "clock_set"]);
+const events = {
+  source: null,
+  open: false,
+  received: 0,
+  last: null, // { kind, id } of the newest event
+  refreshes: {}, // why the status was fetched: "event", "poll", "open", "visible"
+  lastRefresh: null,
+  listRefreshes: 0,
+  timer: null,
+  retry: null,
+  wantStatus: false,
+  wantList: false,
+};
+window.dashcamEvents = events;
+
+function eventsConnect() {
+  if (!window.EventSource || events.source) return;
+  clearTimeout(events.retry);
+  const src = new EventSource("/api/events");
+  events.source = src;
+  src.onopen = () => {
+    events.open = true;
+    // Whatever happened while the stream was down.
+    refreshStatus("open");
+    if (state.view === "footage") loadSegments();
+  };
+  src.onerror = () => {
+    events.open = false;
+    $("conn").className = "conn bad";
+    if (src.readyState === EventSource.CLOSED) {
+      // Refused (not logged in, too many pages): the browser gives up; try again later.
+      events.source = null;
+      events.retry = setTimeout(eventsConnect, 15000);
+    }
+  };
+  for (const kind of [...STATUS_EVENTS, "still_saved"]) src.addEventListener(kind, onEvent);
+}
+
+function onEvent(ev) {
+  events.received++;
+  events.last = { kind: ev.type, id: Number(ev.lastEventId) };
+  if (STATUS_EVENTS.has(ev.type)) events.wantStatus = true;
+  if (FOOTAGE_EVENTS.has(ev.type)) events.wantList = true;
+  // A new still: the segment being recorded may have its thumbnail now.
+  if (ev.type === "still_saved" && state.segments.some((s) => s.recording && !s.still)) events.wantList = true;
+  // Several events come at once (an incident lock moves a few segments): one refresh.
+  if (!events.timer) events.timer = setTimeout(eventsApply, 150);
+}
+
+function eventsApply() {
+  events.timer = null;
+  if (events.wantStatus) refreshStatus("event");
+  if (events.wantList && state.view === "footage") {
+    events.listRefreshes++;
+    loadSegments();
+  }
+  events.wantStatus = false;
+  events.wantList = false;
 }
 
 // --- live view -----------------------------------------------------------------------------
@@ -711,6 +794,17 @@ function renderSegments() {
 function segmentRow(seg, w) {
   const row = el("div", "seg " + seg.kind + (seg.recording ? " recording" : ""));
   row.dataset.name = seg.name;
+  const top = el("div", "seg-top");
+  if (seg.still) {
+    // The still nearest its start (stills on): loaded when it scrolls near.
+    const img = el("img", "seg-thumb");
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.alt = "";
+    img.src = seg.still;
+    img.addEventListener("click", () => play(seg));
+    top.appendChild(img);
+  }
   const main = el("div", "seg-main");
   main.appendChild(el("span", "seg-time", `${p2(w.h)}:${p2(w.mi)}:${p2(w.s)}`));
   const info = [];
@@ -723,7 +817,8 @@ function segmentRow(seg, w) {
   if (seg.kind === "saved") main.appendChild(el("span", "badge saved", "Saved"));
   if (seg.partial) main.appendChild(el("span", "badge partial", "Partial"));
   if (seg.metadata) main.appendChild(el("span", "seg-info", `“${seg.metadata}”`));
-  row.appendChild(main);
+  top.appendChild(main);
+  row.appendChild(top);
 
   const actions = el("div", "seg-actions");
   actions.appendChild(actionButton("Play", ICON.play, "play", () => play(seg)));
@@ -906,6 +1001,7 @@ async function login(ev) {
     loadSegments();
     liveStop();
     liveUpdate();
+    eventsConnect();
   } catch (e) {
     $("login-error").textContent = e.message;
   }
@@ -989,7 +1085,10 @@ async function start() {
     liveUpdate();
   });
   $("live-full").addEventListener("click", liveFullscreen);
-  document.addEventListener("visibilitychange", liveUpdate);
+  document.addEventListener("visibilitychange", () => {
+    liveUpdate();
+    if (!document.hidden && events.open) refreshStatus("visible");
+  });
   setInterval(tickClock, 1000);
   try {
     const s = await api("GET", "/api/session");
@@ -997,8 +1096,9 @@ async function start() {
     if (s.password_required && !s.logged_in) showLogin();
     if (s.password_required && s.logged_in) $("logout").classList.remove("hidden");
   } catch (e) {
-    /* the status poll reports it */
+    /* the status fetch reports it */
   }
+  eventsConnect();
   pollStatus();
   liveUpdate();
 }

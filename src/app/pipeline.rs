@@ -21,7 +21,7 @@ use crate::app::switch::{LiveRun, RecordSwitch};
 use crate::config::Config;
 use crate::disk::layout::Layout;
 use crate::disk::space;
-use crate::events::{EventsRole, EventsSettings};
+use crate::events::{EventsRole, EventsSettings, SessionEvents};
 use crate::frame::BufferPool;
 use crate::recorder::capture::{run_supervised, CaptureReport};
 use crate::recorder::writer::{run_writer, SegmentWriter, WriterReport, WriterSettings};
@@ -61,16 +61,18 @@ impl RunOutcome {
 }
 
 pub fn run(config: &Config) -> Result<RunOutcome> {
-    run_with(config, None, None)
+    run_with(config, None, None, &SessionEvents::new())
 }
 
 /// [`run`], the run attached to `switch` while its writer runs (the phone page's record
 /// off stops it; see [`crate::app::switch`]), its writer offering frames to the live view
-/// through `live_tap`.
+/// through `live_tap`, its events going through `session_events` (the session's queue,
+/// live subscribers and newest still, kept across runs).
 pub fn run_with(
     config: &Config,
     switch: Option<&RecordSwitch>,
     live_tap: Option<&Arc<LiveTap>>,
+    session_events: &SessionEvents,
 ) -> Result<RunOutcome> {
     let spec = SourceSpec::parse(&config.source).map_err(anyhow::Error::msg)?;
     let pool = BufferPool::new(4);
@@ -98,7 +100,7 @@ pub fn run_with(
     };
     // Hooks, MQTT, stills, the upload folder, live subscribers (src/events). The stills'
     // tap goes around the source and around each one reopened after a loss.
-    let events = EventsRole::start(&events_settings(config));
+    let events = EventsRole::start(&events_settings(config), session_events);
     let sink = events.sink();
     let tapper = events.tapper();
     let tap = move |s: Box<dyn crate::source::Source>| match &tapper {

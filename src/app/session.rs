@@ -3,9 +3,10 @@
 //! off from the phone wait, paused, for record on (pinging systemd's watchdog meanwhile,
 //! ending at once on SIGINT/SIGTERM).
 //!
-//! It owns that loop and the order of start and stop (web first up, last down), and the
-//! one live tap that every run's writer offers frames to and the web role's live view
-//! takes them from. Each run
+//! It owns that loop and the order of start and stop (web first up, last down), the one
+//! live tap that every run's writer offers frames to and the web role's live view takes
+//! them from, and the one [`SessionEvents`] every run's events role uses (so the page's
+//! `GET /api/events` and the newest still survive record off/on). Each run
 //! is [`super::pipeline::run_with`]; a web role that cannot start is logged and left out,
 //! never a reason not to record.
 
@@ -21,6 +22,7 @@ use crate::app::switch::RecordSwitch;
 use crate::app::web_backend::FootageBackend;
 use crate::app::AfterRun;
 use crate::config::Config;
+use crate::events::SessionEvents;
 use crate::service::notify::{self, Notifier, State};
 use crate::state::live::LiveTap;
 use crate::web::WebServer;
@@ -33,8 +35,11 @@ pub fn record(config: &Config) -> Result<RunOutcome> {
     let switch = Arc::new(RecordSwitch::default());
     // One hand-off for the whole process: every run's writer offers to it.
     let live = (config.web.enabled && config.web.live).then(|| Arc::new(LiveTap::new(LIVE_QUEUE)));
-    let web = start_web(config, &switch, live.clone());
-    let result = run_loop(config, &switch, live.as_ref());
+    // One event queue, one set of live subscribers, one newest still for every run.
+    let events = SessionEvents::new();
+    let web = start_web(config, &switch, live.clone(), &events);
+    let result = run_loop(config, &switch, live.as_ref(), &events);
+    events.close();
     if let Some(w) = web {
         w.stop();
     }
@@ -45,11 +50,12 @@ fn start_web(
     config: &Config,
     switch: &Arc<RecordSwitch>,
     live: Option<Arc<LiveTap>>,
+    events: &SessionEvents,
 ) -> Option<WebServer> {
     if !config.web.enabled {
         return None;
     }
-    let backend = Arc::new(FootageBackend::new(config, switch.clone()));
+    let backend = Arc::new(FootageBackend::new(config, switch.clone(), events.clone()));
     match WebServer::start(&config.web, backend, live) {
         Ok(w) => {
             info!("web: serving the phone page on http://{}/", w.local_addr());
@@ -66,10 +72,11 @@ fn run_loop(
     config: &Config,
     switch: &RecordSwitch,
     live: Option<&Arc<LiveTap>>,
+    events: &SessionEvents,
 ) -> Result<RunOutcome> {
     loop {
         switch.begin_run();
-        let outcome = match pipeline::run_with(config, Some(switch), live) {
+        let outcome = match pipeline::run_with(config, Some(switch), live, events) {
             Ok(o) => o,
             Err(e) => {
                 switch.end_run(false);

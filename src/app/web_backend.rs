@@ -7,7 +7,8 @@
 //! It owns the translation (the core's error kinds to the web's, files to views), a
 //! short-lived cache of the listing (rebuilt when a folder changes, at most every
 //! [`LISTING_MAX_AGE`]; status reads use the last one while another thread rebuilds it),
-//! and the system clock calls. Footage operations go to the running keeper with
+//! and the system clock calls (a clock set from the page is a `clock_set` event). Events
+//! and stills for the page are [`super::web_events`]'. Footage operations go to the running keeper with
 //! [`FOOTAGE_WAIT`]; while no run holds the directory they open the footage core for the
 //! one request, as `dashcam lock` does (one at a time). It never writes segment data.
 //!
@@ -26,12 +27,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Local};
 
 use crate::app::switch::{RecordSwitch, SwitchAnswer};
+use crate::app::web_events::{self, WebEvents};
 use crate::config::Config;
 use crate::disk::fault::DriveFault;
 use crate::disk::layout::Layout;
 use crate::disk::naming;
 use crate::disk::space::{self, FsSpace};
 use crate::mux::{self, avi};
+use crate::state::event::EventKind;
 use crate::state::health::{self, Health};
 use crate::state::status::{RecorderState, StatusSnapshot};
 use crate::storage::catalog;
@@ -41,8 +44,8 @@ use crate::storage::footage::{Footage, FootageSettings};
 use crate::storage::quota::QuotaSettings;
 use crate::storage::requests::{Outcome, Request};
 use crate::web::backend::{
-    ClipSpec, Done, DriveState, ErrorKind, FootageError, FootageFile, MetricsView, ReplayIndex,
-    SegmentFilter, SegmentKind, SegmentView, StatusView, WebBackend,
+    ClipSpec, Done, DriveState, ErrorKind, EventFeed, FootageError, FootageFile, MetricsView,
+    ReplayIndex, SegmentFilter, SegmentKind, SegmentView, StatusView, WebBackend,
 };
 
 /// How long a footage operation waits for the keeper.
@@ -135,6 +138,8 @@ pub struct FootageBackend {
     seen_loop: Mutex<BTreeSet<u64>>,
     deleted_by_web: Mutex<BTreeSet<u64>>,
     quota_deletions: AtomicU64,
+    /// The live events, the stills.
+    events: WebEvents,
 }
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> FootageError {
@@ -287,7 +292,12 @@ fn scan(layout: &Layout) -> Result<Vec<Listed>, String> {
 }
 
 impl FootageBackend {
-    pub fn new(config: &Config, switch: Arc<RecordSwitch>) -> FootageBackend {
+    /// The backend of `config`'s footage; events and stills from `events` (the session's).
+    pub fn new(
+        config: &Config,
+        switch: Arc<RecordSwitch>,
+        events: crate::events::SessionEvents,
+    ) -> FootageBackend {
         let layout = Layout::new(&config.dir);
         // Clips streamed by an earlier run that died mid-way.
         if let Ok(rd) = std::fs::read_dir(layout.root.join(STREAM_DIR)) {
@@ -312,6 +322,10 @@ impl FootageBackend {
             seen_loop: Mutex::new(BTreeSet::new()),
             deleted_by_web: Mutex::new(BTreeSet::new()),
             quota_deletions: AtomicU64::new(0),
+            events: WebEvents::new(
+                events,
+                config.stills.as_ref().map(|s| s.dir_in(&config.dir)),
+            ),
         }
     }
 
@@ -637,6 +651,8 @@ impl WebBackend for FootageBackend {
             .as_ref()
             .map_err(|m| err(ErrorKind::Unavailable, format!("drive unavailable: {m}")))?;
         let current = self.switch.status().snapshot().current_segment;
+        let stills = self.events.stills();
+        let now_ms = ms_of(SystemTime::now());
         Ok(list
             .iter()
             .filter(|l| filter.kind.is_none_or(|k| k == l.kind))
@@ -652,6 +668,13 @@ impl WebBackend for FootageBackend {
                 } else {
                     l.bytes
                 };
+                let still = l.start_ms.and_then(|start| {
+                    let end = match l.duration_ms {
+                        Some(d) => start.saturating_add(d),
+                        None => now_ms,
+                    };
+                    web_events::still_for(&stills, start, end).map(str::to_string)
+                });
                 SegmentView {
                     name: l.name.clone(),
                     kind: l.kind,
@@ -659,6 +682,7 @@ impl WebBackend for FootageBackend {
                     recording,
                     start_unix_ms: l.start_ms,
                     meta: l.meta.clone(),
+                    still,
                 }
             })
             .collect())
@@ -888,8 +912,14 @@ impl WebBackend for FootageBackend {
             tv_sec: unix_ms.div_euclid(1000),
             tv_nsec: (unix_ms.rem_euclid(1000) * 1_000_000) as _,
         };
+        let before = SystemTime::now();
         match rustix::time::clock_settime(rustix::time::ClockId::Realtime, ts) {
             Ok(()) => {
+                let set = match u64::try_from(unix_ms) {
+                    Ok(ms) => UNIX_EPOCH + Duration::from_millis(ms),
+                    Err(_) => UNIX_EPOCH,
+                };
+                self.events.sink().emit(EventKind::clock_set(before, set));
                 let now = clip::format_local(SystemTime::now());
                 log::info!("clock set from the phone page: {now}");
                 Ok(Done::new(
@@ -903,6 +933,18 @@ impl WebBackend for FootageBackend {
             )),
             Err(e) => Err(err(ErrorKind::Io, format!("cannot set the clock: {e}"))),
         }
+    }
+
+    fn events(&self) -> Result<Box<dyn EventFeed>, FootageError> {
+        self.events.subscribe()
+    }
+
+    fn latest_still(&self) -> Result<FootageFile, FootageError> {
+        self.events.latest_still()
+    }
+
+    fn still(&self, name: &str) -> Result<FootageFile, FootageError> {
+        self.events.still(name)
     }
 
     fn metrics(&self) -> MetricsView {

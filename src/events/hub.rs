@@ -1,13 +1,11 @@
 //! The event hub: live subscribers (the phone page's `GET /api/events`) each get every
 //! event through a bounded queue of their own; a subscriber that does not keep up loses
 //! events, counted, never slowing anyone else. Also the Server-Sent Events wire form
-//! ([`sse_message`]), which needs no HTTP server.
+//! ([`sse_message`], [`Subscription::next_sse`]), which needs no HTTP server.
 //!
 //! It owns the subscriber list and its queues. It never blocks the dispatcher (every hand
 //! over is a `try_send`) and never writes to a socket itself: the web server's handler
 //! reads a [`Subscription`] and writes what it gets.
-// The phone page's server (issue 8) subscribes here; until it is wired only the tests do.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -152,34 +150,38 @@ pub fn sse_message(event: &Delivered) -> String {
     )
 }
 
-/// Write a subscription to `out` as a Server-Sent Events stream until the hub closes or
-/// the client goes away (a write error): each event as [`sse_message`], a comment when
-/// events were lost, a keep-alive comment after `keepalive` without an event; flushed
-/// after each. The HTTP response headers (`Content-Type: text/event-stream`,
-/// `Cache-Control: no-cache`) are the server's.
-pub fn write_sse(
-    sub: &mut Subscription,
-    out: &mut impl std::io::Write,
-    keepalive: Duration,
-) -> std::io::Result<()> {
-    out.write_all(b"retry: 3000\n\n")?;
-    out.flush()?;
-    loop {
-        let lost = sub.newly_dropped();
+/// The next piece of a subscriber's Server-Sent Events stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SsePiece {
+    /// An event as [`sse_message`].
+    Event(String),
+    /// This many events were lost (the client was too slow), and the comment saying so.
+    Lost(u64, String),
+    /// Nothing for the wait given: the server's keep-alive is due.
+    Idle,
+    /// The hub closed.
+    Closed,
+}
+
+impl Subscription {
+    /// The next piece of the stream, waiting at most `wait`: first what was lost since the
+    /// last call, then the next event. The HTTP response, the keep-alive comments and the
+    /// socket are the web server's.
+    pub fn next_sse(&mut self, wait: Duration) -> SsePiece {
+        let lost = self.newly_dropped();
         if lost > 0 {
-            out.write_all(
+            return SsePiece::Lost(
+                lost,
                 sse_comment(&format!(
                     "{lost} event(s) dropped: this client was too slow"
-                ))
-                .as_bytes(),
-            )?;
+                )),
+            );
         }
-        match sub.next(keepalive) {
-            Next::Event(e) => out.write_all(sse_message(&e).as_bytes())?,
-            Next::Idle => out.write_all(sse_comment("keep-alive").as_bytes())?,
-            Next::Closed => return out.flush(),
+        match self.next(wait) {
+            Next::Event(e) => SsePiece::Event(sse_message(&e)),
+            Next::Idle => SsePiece::Idle,
+            Next::Closed => SsePiece::Closed,
         }
-        out.flush()?;
     }
 }
 
@@ -260,11 +262,36 @@ mod tests {
         hub.publish(&delivered(&sink, &rx));
         hub.publish(&delivered(&sink, &rx));
         hub.close();
-        let mut out = Vec::new();
-        write_sse(&mut sub, &mut out, Duration::from_millis(10)).expect("written");
-        let text = String::from_utf8(out).expect("utf-8");
-        assert!(text.starts_with("retry: 3000\n\nid: 1\n"), "{text}");
-        assert!(text.contains("\n\nid: 2\nevent: camera_back\n"), "{text}");
-        assert!(text.ends_with("}\n\n"), "{text}");
+        let wait = Duration::from_millis(10);
+        let SsePiece::Event(first) = sub.next_sse(wait) else {
+            panic!("an event first")
+        };
+        assert!(first.starts_with("id: 1\nevent: camera_back\n"), "{first}");
+        let SsePiece::Event(second) = sub.next_sse(wait) else {
+            panic!("then the second")
+        };
+        assert!(second.starts_with("id: 2\n"), "{second}");
+        assert_eq!(sub.next_sse(wait), SsePiece::Closed);
+    }
+
+    #[test]
+    fn a_slow_subscriber_is_told_what_it_lost() {
+        let (sink, rx) = EventSink::bounded(1000);
+        let hub = EventHub::default();
+        let mut sub = hub.subscribe().expect("sub");
+        for _ in 0..SUBSCRIBER_QUEUE + 3 {
+            hub.publish(&delivered(&sink, &rx));
+        }
+        assert_eq!(
+            sub.next_sse(Duration::ZERO),
+            SsePiece::Lost(
+                3,
+                ": 3 event(s) dropped: this client was too slow\n\n".into()
+            )
+        );
+        let SsePiece::Event(e) = sub.next_sse(Duration::ZERO) else {
+            panic!("the oldest kept event next")
+        };
+        assert!(e.starts_with("id: 1\n"), "{e}");
     }
 }

@@ -11,6 +11,12 @@
 //! Beside them, [`stills`] saves a still image every few seconds from frames a tap on the
 //! capture side hands it, and announces each as an event.
 //!
+//! What outlives one recording run is a [`SessionEvents`], made once per process by the
+//! composition root and handed to each run: the sink and its queue (so sequence numbers go
+//! on across runs, and an event emitted between runs, a `clock_set` while recording is
+//! off, waits in the queue for the next run's dispatcher), the live subscribers (a
+//! phone's `GET /api/events` stays open across record off/on) and the newest still.
+//!
 //! A slow or absent consumer never costs the recorder a frame: every hand-over is a
 //! `try_send`, and what a full queue drops is counted and logged. At stop
 //! ([`EventsRole::finish`]) everything already emitted is still delivered: hooks run
@@ -67,6 +73,54 @@ pub struct EventsSettings {
     pub upload: Option<UploadConfig>,
 }
 
+/// What every recording run of a process shares (see the module doc); cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SessionEvents {
+    sink: EventSink,
+    rx: Receiver<Event>,
+    hub: EventHub,
+    latest: LatestStill,
+}
+
+impl Default for SessionEvents {
+    fn default() -> SessionEvents {
+        SessionEvents::new()
+    }
+}
+
+impl SessionEvents {
+    pub fn new() -> SessionEvents {
+        let (sink, rx) = EventSink::bounded(SINK_QUEUE);
+        SessionEvents {
+            sink,
+            rx,
+            hub: EventHub::default(),
+            latest: LatestStill::default(),
+        }
+    }
+
+    /// The emitters' handle (the footage core, the writer, the web backend's `clock_set`).
+    pub fn sink(&self) -> EventSink {
+        self.sink.clone()
+    }
+
+    /// Where live subscribers (`GET /api/events`) register.
+    pub fn hub(&self) -> EventHub {
+        self.hub.clone()
+    }
+
+    /// The newest still's path (`GET /api/still.jpg`); `None` until a run with stills on
+    /// found or saved one.
+    pub fn latest_still(&self) -> LatestStill {
+        self.latest.clone()
+    }
+
+    /// The process ends: every live subscription ends once it has read what it has.
+    pub fn close(&self) {
+        self.hub.close();
+    }
+}
+
 /// The consumers the dispatcher offers each event to.
 struct Outlets {
     hooks: Vec<HookWorker>,
@@ -90,9 +144,9 @@ impl Outlets {
         self.hub.publish(&d);
     }
 
-    /// Every consumer finishes what it has, in parallel; then they end.
+    /// Every consumer finishes what it has, in parallel; then they end. (The live
+    /// subscribers stay: they belong to the session.)
     fn finish(self) {
-        self.hub.close();
         let mut hooks = self.hooks;
         for h in &mut hooks {
             h.close();
@@ -120,8 +174,8 @@ impl Outlets {
 /// The running role of one recording run.
 pub struct EventsRole {
     sink: EventSink,
-    #[cfg_attr(not(test), allow(dead_code))] // the phone page's `GET /api/events` (issue 8)
-    hub: EventHub,
+    /// Events the sink had dropped when the run started.
+    dropped_before: u64,
     stills: Option<Stills>,
     stop: Option<Sender<()>>,
     dispatcher: Option<JoinHandle<()>>,
@@ -131,9 +185,11 @@ impl EventsRole {
     /// Start the dispatcher and the configured consumers. A consumer that cannot start
     /// (an unreadable credentials file, a missing upload folder that cannot be made) is
     /// logged and left out; the recorder records regardless.
-    pub fn start(settings: &EventsSettings) -> EventsRole {
-        let (sink, rx) = EventSink::bounded(SINK_QUEUE);
-        let hub = EventHub::default();
+    /// The queue, the live subscribers and the newest still are the session's.
+    pub fn start(settings: &EventsSettings, session: &SessionEvents) -> EventsRole {
+        let sink = session.sink();
+        let rx = session.rx.clone();
+        let hub = session.hub();
         let hooks = settings
             .hooks
             .iter()
@@ -154,15 +210,20 @@ impl EventsRole {
                 .ok()
         });
         let stills = settings.stills.as_ref().and_then(|s| {
-            Stills::spawn(s, &settings.footage_dir, sink.clone())
-                .map_err(|e| error!("stills off: {e}"))
-                .ok()
+            Stills::spawn(
+                s,
+                &settings.footage_dir,
+                sink.clone(),
+                session.latest_still(),
+            )
+            .map_err(|e| error!("stills off: {e}"))
+            .ok()
         });
         let outlets = Outlets {
             hooks,
             mqtt,
             upload,
-            hub: hub.clone(),
+            hub,
         };
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let dispatcher = std::thread::Builder::new()
@@ -176,12 +237,12 @@ impl EventsRole {
             }
         };
         EventsRole {
+            dropped_before: sink.dropped(),
             sink: if dispatcher.is_some() {
                 sink
             } else {
                 EventSink::default()
             },
-            hub,
             stills,
             stop: Some(stop_tx),
             dispatcher,
@@ -193,16 +254,10 @@ impl EventsRole {
         self.sink.clone()
     }
 
-    /// Where live subscribers (`GET /api/events`) register.
-    #[cfg_attr(not(test), allow(dead_code))] // the phone page (issue 8)
-    pub fn hub(&self) -> EventHub {
-        self.hub.clone()
-    }
-
-    /// The newest still (`GET /api/still.jpg`), when stills are on.
-    #[cfg_attr(not(test), allow(dead_code))] // the phone page (issue 8)
-    pub fn latest_still(&self) -> Option<LatestStill> {
-        self.stills.as_ref().map(Stills::latest)
+    /// Whether stills are on in this run.
+    #[cfg(test)]
+    pub fn stills_on(&self) -> bool {
+        self.stills.is_some()
     }
 
     /// What puts the stills' tap on the capture side of a source (`None` when stills are
@@ -225,9 +280,9 @@ impl EventsRole {
                 error!("the events thread panicked");
             }
         }
-        let dropped = self.sink.dropped();
+        let dropped = self.sink.dropped().saturating_sub(self.dropped_before);
         if dropped > 0 {
-            warn!("events: {dropped} event(s) dropped (queue full, or emitted after the stop)");
+            warn!("events: {dropped} event(s) dropped this run (the queue was full)");
         }
     }
 }
@@ -277,9 +332,10 @@ mod tests {
             }],
             ..EventsSettings::default()
         };
-        let role = EventsRole::start(&settings);
-        let mut sub = role.hub().subscribe().expect("subscriber");
-        assert!(role.latest_still().is_none(), "stills are off");
+        let session = SessionEvents::new();
+        let role = EventsRole::start(&settings, &session);
+        let mut sub = session.hub().subscribe().expect("subscriber");
+        assert!(!role.stills_on(), "stills are off");
         let sink = role.sink();
         for i in 0..10 {
             if i % 2 == 0 {
@@ -313,5 +369,18 @@ mod tests {
         }
         assert_eq!(seqs, (1..=10).collect::<Vec<u64>>());
         assert_eq!(sink.dropped(), 0);
+        // The next run goes on with the sequence, and the subscriber stays.
+        let role = EventsRole::start(&settings, &session);
+        session.sink().emit(EventKind::CameraBack {});
+        role.finish();
+        match sub.next(Duration::from_secs(1)) {
+            hub::Next::Event(e) => assert_eq!(e.event.seq, 11),
+            other => panic!("{other:?}"),
+        }
+        session.close();
+        assert!(matches!(
+            sub.next(Duration::from_secs(1)),
+            hub::Next::Closed
+        ));
     }
 }

@@ -93,6 +93,10 @@ fn entry(s: SegmentView) -> Value {
     obj.insert("recording".into(), json!(s.recording));
     obj.insert("start_unix_ms".into(), json!(s.start_unix_ms));
     obj.insert("url".into(), json!(format!("/footage/{}", s.name)));
+    obj.insert(
+        "still".into(),
+        json!(s.still.map(|n| format!("/api/stills/{n}"))),
+    );
     Value::Object(obj)
 }
 

@@ -9,7 +9,7 @@
 //! ([`http_status`], the one mapping). It owns these types only; no I/O happens here.
 
 use std::fs::File;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -115,6 +115,30 @@ pub struct SegmentView {
     /// The fields of its metadata JSON (`frames`, `duration_s`, `codec`, …); `null` when
     /// it has none yet (open, or cut by a crash).
     pub meta: Option<serde_json::Value>,
+    /// The still nearest its start (a name [`WebBackend::still`] serves), when stills are
+    /// on and one was taken while it was recorded.
+    pub still: Option<String>,
+}
+
+/// The next piece of a live event stream (`GET /api/events`), as the backend hands it
+/// over: Server-Sent Events text, ready for the wire.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FeedNext {
+    /// One event (`id:`, `event:`, `data:` lines).
+    Event(String),
+    /// This many events were lost for this client (it was too slow), and a comment saying
+    /// so.
+    Lost(u64, String),
+    /// Nothing within the wait.
+    Idle,
+    /// No more events (the process ends).
+    Closed,
+}
+
+/// One client's subscription to the events; read by that client's thread only.
+pub trait EventFeed: Send {
+    /// The next piece, waiting at most `wait`; never blocks the recorder.
+    fn next(&mut self, wait: Duration) -> FeedNext;
 }
 
 /// A file opened for serving.
@@ -272,6 +296,13 @@ pub trait WebBackend: Send + Sync {
     /// Set the system clock (only when it is not synchronised).
     fn set_clock(&self, unix_ms: i64) -> Result<Done, FootageError>;
     fn metrics(&self) -> MetricsView;
+    /// A subscription to every event from now on: `Busy` when the most subscribers are
+    /// connected already, `Unavailable` when events are not wired.
+    fn events(&self) -> Result<Box<dyn EventFeed>, FootageError>;
+    /// The newest still: `NotFound` (with why) when stills are off or none was taken yet.
+    fn latest_still(&self) -> Result<FootageFile, FootageError>;
+    /// A still by its file name (as [`SegmentView::still`] gives it); never a path.
+    fn still(&self, name: &str) -> Result<FootageFile, FootageError>;
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format 0.0.4 (`# HELP`, `# TYPE`, the `dashcam_`
 //! prefix, `_total` counters, base units), and the counters the web role keeps itself:
-//! requests by status code, open replay streams and live viewers.
+//! requests by status code, open replay streams, live viewers and event streams.
 //!
 //! Rendering is pure (a [`MetricsView`] and the counters in, text out). Written by hand:
 //! `prometheus-client` is 17 crates for a dozen lines of text.
@@ -19,6 +19,12 @@ pub struct WebCounters {
     pub replay_viewers: AtomicU64,
     /// Set from the live view before each rendering.
     pub live_viewers: AtomicU64,
+    /// `GET /api/events` streams open now.
+    pub event_streams: AtomicU64,
+    /// Streams dropped because the client took nothing for a while.
+    pub event_streams_stalled: AtomicU64,
+    /// Events lost for clients too slow to take them.
+    pub event_stream_lost: AtomicU64,
 }
 
 impl WebCounters {
@@ -192,6 +198,27 @@ pub fn render(m: &MetricsView, web: &WebCounters) -> String {
         "gauge",
         "Clients watching a replay of recorded footage.",
         &one(web.replay_viewers.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "event_streams",
+        "gauge",
+        "Clients reading the events (GET /api/events).",
+        &one(web.event_streams.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "event_streams_stalled_total",
+        "counter",
+        "Event streams dropped because the client took nothing for a while.",
+        &one(web.event_streams_stalled.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "event_stream_events_lost_total",
+        "counter",
+        "Events not sent to a client that was too slow to take them.",
+        &one(web.event_stream_lost.load(Ordering::Relaxed)),
     );
     family(
         &mut out,

@@ -13,7 +13,8 @@
 //! [`api`] (JSON handlers), [`files`] and [`range`] (footage with Range/ETag), [`replay`]
 //! (MJPEG replay of AVI), [`auth`] (password, sessions, CSRF, origin and Host checks),
 //! [`metrics`] (Prometheus text), [`assets`] (the page, built in), [`live`] (the live
-//! view: fMP4 over a WebSocket, HLS, MJPEG, fed by the recorder's live tap).
+//! view: fMP4 over a WebSocket, HLS, MJPEG, fed by the recorder's live tap), [`sse`]
+//! (`GET /api/events`: the recorder's events as Server-Sent Events).
 
 pub(crate) mod api;
 pub(crate) mod assets;
@@ -29,6 +30,7 @@ pub(crate) mod range;
 pub(crate) mod replay;
 pub(crate) mod routes;
 pub(crate) mod server;
+pub(crate) mod sse;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -56,6 +58,7 @@ pub enum WebError {
 pub struct WebServer {
     server: server::Server,
     live: Option<Arc<live::LiveView>>,
+    events: Arc<sse::EventStreams>,
 }
 
 impl WebServer {
@@ -97,6 +100,7 @@ impl WebServer {
             config.max_streams,
         )
         .with_live(live.clone());
+        let events = app.event_streams();
         let server = server::Server::start(
             listener,
             server::Limits {
@@ -108,14 +112,19 @@ impl WebServer {
             Arc::new(app),
         )
         .map_err(WebError::Threads)?;
-        Ok(WebServer { server, live })
+        Ok(WebServer {
+            server,
+            live,
+            events,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
     }
 
-    /// Stop serving: open connections (live viewers too) are shut down, threads joined.
+    /// Stop serving: open connections (live viewers and event streams too) are shut down,
+    /// threads joined.
     pub fn stop(self) {
         if let Some(l) = &self.live {
             l.hub()
@@ -123,6 +132,7 @@ impl WebServer {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         self.server.stop();
+        self.events.stop();
         if let Some(l) = self.live {
             l.stop();
         }

@@ -3,7 +3,8 @@
 //! and the table from method and path to handler.
 //!
 //! It owns the order of those checks and the URL space; handlers live in [`super::api`],
-//! [`super::files`] and [`super::replay`]. Names in paths are looked up by the backend,
+//! [`super::files`], [`super::replay`] and [`super::sse`] (`GET /api/events`); stills
+//! (`/api/still.jpg`, `/api/stills/NAME`) are files the backend opens by a still's name. Names in paths are looked up by the backend,
 //! never joined into a file path, and a folder is never listed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use super::live::{self, LiveView};
 use super::metrics::{self, WebCounters};
 use super::replay;
 use super::server::Handler;
+use super::sse::EventStreams;
 
 /// Headers on every page asset: nothing from elsewhere, no framing, no sniffing. The live
 /// view's WebSocket is named by its host (`{host}`): older Safari does not count `ws:` to
@@ -46,6 +48,8 @@ const METHODS: &[(&str, &str)] = &[
     ("/api/clip.mp4", "GET, HEAD"),
     ("/api/clip.avi", "GET, HEAD"),
     ("/api/clock", "POST"),
+    ("/api/events", "GET"),
+    ("/api/still.jpg", "GET, HEAD"),
     ("/metrics", "GET"),
 ];
 
@@ -67,6 +71,7 @@ pub struct App {
     streams: Arc<AtomicUsize>,
     max_streams: usize,
     live: Option<Arc<LiveView>>,
+    events: Arc<EventStreams>,
 }
 
 impl App {
@@ -77,16 +82,23 @@ impl App {
         public_metrics: bool,
         max_streams: usize,
     ) -> App {
+        let counters = Arc::new(WebCounters::default());
         App {
             backend,
             auth,
             names,
             public_metrics,
-            counters: Arc::new(WebCounters::default()),
+            events: EventStreams::new(counters.clone()),
+            counters,
             streams: Arc::new(AtomicUsize::new(0)),
             max_streams,
             live: None,
         }
+    }
+
+    /// The `GET /api/events` streams (stopped with the server).
+    pub fn event_streams(&self) -> Arc<EventStreams> {
+        self.events.clone()
     }
 
     /// Serve the live view (`None`: switched off).
@@ -189,6 +201,19 @@ impl App {
             ("POST", "/api/unlock") => api::unlock(b, req),
             ("POST", "/api/clips") => api::save_clip(b, req),
             ("POST", "/api/clock") => api::clock(b, req),
+            ("GET", "/api/events") => self.events.response(b, req),
+            ("GET" | "HEAD", "/api/still.jpg") => match b.latest_still() {
+                Ok(f) => still(req, f, "no-store"),
+                Err(e) => api::failure(&e),
+            },
+            ("GET" | "HEAD", p) if p.starts_with("/api/stills/") => {
+                match name_in(p, "/api/stills/").map(|n| b.still(n)) {
+                    // Named by capture time: a name is always the same picture.
+                    Some(Ok(f)) => still(req, f, "private, max-age=86400, immutable"),
+                    Some(Err(e)) => api::failure(&e),
+                    None => not_found(p),
+                }
+            }
             ("GET", "/metrics") => {
                 if let Some(l) = &self.live {
                     let n = l.hub().snapshot().viewers as u64;
@@ -330,6 +355,14 @@ impl Handler for App {
 fn name_in<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let name = path.strip_prefix(prefix)?;
     (!name.is_empty() && !name.contains('/') && !name.starts_with('.')).then_some(name)
+}
+
+/// A still (a JPEG file), with its own caching rule.
+fn still(req: &Request, f: super::backend::FootageFile, cache: &str) -> Response {
+    let mut r = files::serve(req, f, false);
+    r.headers.retain(|(n, _)| *n != "Cache-Control");
+    r.with("Cache-Control", cache)
+        .with("X-Content-Type-Options", "nosniff")
 }
 
 fn not_found(path: &str) -> Response {

@@ -4,8 +4,9 @@
 //! from Debian's `chromium` package (scripts/test.sh installs it).
 //!
 //! Why Rust and not Python: the test stays a plain `cargo test` with no interpreter
-//! packages to install, and a CDP client needs only `call`, events ignored, and a few
-//! helpers (evaluate, tap, screenshot), about 200 lines.
+//! packages to install, and a CDP client needs only `call`, events kept only for the
+//! console and the Network domain, and a few helpers (evaluate, tap, screenshot), about
+//! 200 lines.
 //!
 //! Included with `#[path = "common/cdp.rs"] mod cdp;`.
 
@@ -46,6 +47,8 @@ pub struct Browser {
     _profile: tempfile::TempDir,
     /// Console messages and exceptions of the page.
     pub console: Vec<String>,
+    /// `Network.*` events of the page (after `Network.enable`), as DevTools sent them.
+    pub network: Vec<Value>,
 }
 
 pub fn chromium() -> Option<PathBuf> {
@@ -103,6 +106,7 @@ impl Browser {
             session: String::new(),
             _profile: profile,
             console: Vec::new(),
+            network: Vec::new(),
         };
         let target = b.call_browser("Target.createTarget", json!({ "url": "about:blank" }));
         let target_id = target["targetId"].as_str().expect("targetId").to_string();
@@ -161,6 +165,7 @@ impl Browser {
                         .unwrap_or_default();
                     self.console.push(args.join(" "));
                 }
+                Some(m) if m.starts_with("Network.") => self.network.push(v),
                 Some("Runtime.exceptionThrown") => {
                     self.console
                         .push(format!("EXCEPTION {}", v["params"]["exceptionDetails"]));

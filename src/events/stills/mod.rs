@@ -1,5 +1,6 @@
 //! Stills: a JPEG every `interval` seconds, for a detector, a thumbnail list, a glance at
-//! the phone page (`GET /api/still.jpg` serves the newest, [`LatestStill`]).
+//! the phone page (`GET /api/still.jpg` serves the newest, [`LatestStill`]; the footage
+//! list shows the one nearest each segment's start, found by its name).
 //!
 //! Frames come from a tap on the capture side ([`StillTap`], put around the source by
 //! the composition root): on the capture thread it copies the first keyframe at or after
@@ -83,7 +84,6 @@ impl NotBefore {
 pub struct LatestStill(Arc<Mutex<Option<PathBuf>>>);
 
 impl LatestStill {
-    #[cfg_attr(not(test), allow(dead_code))] // the phone page's `GET /api/still.jpg` (issue 8)
     pub fn path(&self) -> Option<PathBuf> {
         match self.0.lock() {
             Ok(g) => g.clone(),
@@ -107,20 +107,23 @@ pub struct Stills {
     stop: Option<Sender<()>>,
     interval_ticks: i64,
     not_before: NotBefore,
-    #[cfg_attr(not(test), allow(dead_code))] // the phone page (issue 8)
-    latest: LatestStill,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Stills {
-    /// Make the folder, read what it holds, start the thread.
-    pub fn spawn(config: &StillsConfig, footage: &Path, sink: EventSink) -> Result<Stills, String> {
+    /// Make the folder, read what it holds, start the thread; `latest` is told each new
+    /// still (the session's, so the web server keeps it across runs).
+    pub fn spawn(
+        config: &StillsConfig,
+        footage: &Path,
+        sink: EventSink,
+        latest: LatestStill,
+    ) -> Result<Stills, String> {
         let dir = config.dir_in(footage);
         durable::create_dir_all_durable(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let limit = config.keep.limit()?;
         let kept = scan(&dir);
-        let latest = LatestStill::default();
         if let Some((name, _)) = kept.back() {
             latest.set(dir.join(name));
         }
@@ -136,7 +139,7 @@ impl Stills {
             quality: config.quality,
             kept,
             sink,
-            latest: latest.clone(),
+            latest,
             decoder: StillDecoder::new(),
             saved: 0,
             decoded: 0,
@@ -151,14 +154,8 @@ impl Stills {
             stop: Some(stop),
             interval_ticks: (config.interval * f64::from(TIMESCALE)).round() as i64,
             not_before,
-            latest,
             thread: Some(thread),
         })
-    }
-
-    #[cfg_attr(not(test), allow(dead_code))] // the phone page (issue 8)
-    pub fn latest(&self) -> LatestStill {
-        self.latest.clone()
     }
 
     /// What puts the tap around a source: around the first one and around each one the
@@ -436,7 +433,8 @@ mod tests {
             keep: crate::events::config::SizeOrCount::Number(3),
             ..StillsConfig::default()
         };
-        let stills = Stills::spawn(&config, dir.path(), sink).expect("stills");
+        let latest = LatestStill::default();
+        let stills = Stills::spawn(&config, dir.path(), sink, latest.clone()).expect("stills");
         let format = Arc::new(StreamFormat {
             codec: Codec::Mjpeg,
             width: 16,
@@ -451,7 +449,6 @@ mod tests {
             format,
         }));
         while let Ok(Some(_)) = src.next_frame() {}
-        let latest = stills.latest();
         stills.finish();
         let events: Vec<_> = rx.try_iter().collect();
         // A still every 30 frames: 0, 30, …, 150.

@@ -70,6 +70,22 @@ pub fn is_still_name(name: &str) -> bool {
             .all(|(i, c)| i == 8 || i == 15 || c.is_ascii_digit())
 }
 
+/// The capture time a still's name says ([`still_name`] read back; local time, the
+/// earlier one in a repeated hour), in Unix ms.
+pub fn still_unix_ms(name: &str) -> Option<i64> {
+    use chrono::{NaiveDateTime, TimeZone};
+    if !is_still_name(name) {
+        return None;
+    }
+    let stem = &name[..19];
+    let naive = NaiveDateTime::parse_from_str(&stem[..15], "%Y%m%d-%H%M%S").ok()?;
+    let ms: i64 = stem[16..].parse().ok()?;
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp_millis() + ms)
+}
+
 /// How many of the oldest stills (sizes oldest first) go to keep `limit`; the newest one
 /// always stays.
 pub fn to_delete(sizes: &[u64], limit: Limit) -> usize {
@@ -148,6 +164,8 @@ mod tests {
         let n = still_name(t);
         assert!(n.ends_with("-123.jpg"), "{n}");
         assert!(is_still_name(&n), "{n}");
+        assert_eq!(still_unix_ms(&n), Some(1_795_267_805_123));
+        assert_eq!(still_unix_ms("20261121-143005_000042.mp4"), None);
         assert!(!is_still_name("20261121-143005_000042.mp4"));
         assert!(!is_still_name("20261121-143005-123.jpg.tmp"));
         assert!(!is_still_name("latest.jpg"));
