@@ -275,7 +275,7 @@ const events = {
   open: false,
   received: 0,
   last: null, // { kind, id } of the newest event
-  refreshes: {}, // why the status was fetched: "event", "poll", "open", "visible"
+  refreshes: {}, // how the status came: fetched on "event", "poll", "open", "visible"; or pushed on the "stream"
   lastRefresh: null,
   listRefreshes: 0,
   timer: null,
@@ -306,6 +306,25 @@ function eventsConnect() {
     }
   };
   for (const kind of [...STATUS_EVENTS, "still_saved"]) src.addEventListener(kind, onEvent);
+  // Every 2 s the stream also carries the status itself (frames, last sync: what moves
+  // between events), so the card stays live without a request.
+  src.addEventListener("status", onStatus);
+}
+
+function onStatus(ev) {
+  let s;
+  try {
+    s = JSON.parse(ev.data);
+  } catch (e) {
+    return;
+  }
+  state.status = s;
+  state.statusAt = Date.now();
+  state.failures = 0;
+  events.refreshes.stream = (events.refreshes.stream || 0) + 1;
+  $("conn").className = "conn ok";
+  renderStatus(s);
+  tickClock();
 }
 
 function onEvent(ev) {

@@ -146,6 +146,12 @@ fn the_page_follows_the_events_and_shows_still_thumbnails() {
         b.eval("window.dashcamEvents.listRefreshes > 0") == json!(true),
         "the list was not refreshed by an event"
     );
+    // Between events the status itself comes on the stream (the frame count moves).
+    assert!(
+        b.wait_for("(window.dashcamEvents.refreshes.stream || 0) >= 2", scaled(6.0)),
+        "no status on the stream: {}",
+        b.eval("JSON.stringify(window.dashcamEvents.refreshes)")
+    );
     shot(&mut b, "21-footage-locked-by-event.png");
 
     // Record off and on: the same stream carries recording_stopped and recording_started.

@@ -201,7 +201,7 @@ impl App {
             ("POST", "/api/unlock") => api::unlock(b, req),
             ("POST", "/api/clips") => api::save_clip(b, req),
             ("POST", "/api/clock") => api::clock(b, req),
-            ("GET", "/api/events") => self.events.response(b, req),
+            ("GET", "/api/events") => self.events.response(&self.backend, req),
             ("GET" | "HEAD", "/api/still.jpg") => match b.latest_still() {
                 Ok(f) => still(req, f, "no-store"),
                 Err(e) => api::failure(&e),

@@ -6,8 +6,9 @@
 //! set), and like the live view's WebSocket same-origin only. Each stream has a thread of
 //! its own (the worker hands the socket over after the head, as for a live viewer), so an
 //! open page never holds a worker. The thread writes `retry:`, then each piece the
-//! backend's [`EventFeed`] gives, and a keep-alive comment after [`KEEPALIVE`] without
-//! one; it never reads. The feed is bounded per client: a slow phone loses events for
+//! backend's [`EventFeed`] gives; every [`STATUS_EVERY`] an `event: status` message with
+//! what `GET /api/status` says (the frame count, the last sync: what changes without an
+//! event), which also keeps the connection alive; it never reads. The feed is bounded per client: a slow phone loses events for
 //! itself (counted, and told in a comment), never slowing the recorder or another client.
 //! A client whose socket takes nothing for [`STALL`] is dropped: a write blocked that long
 //! (the send timeout, over a small send buffer) or unsent bytes that have not moved for
@@ -34,9 +35,9 @@ use super::http::{Body, Request, Response};
 use super::live::{client_state, ClientState};
 use super::metrics::WebCounters;
 
-/// A comment goes out after this long without an event (proxies, phones and NAT keep the
-/// connection; a gone client shows as a failed write).
-pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
+/// The status goes out this often (the page's counters move between events; proxies,
+/// phones and NAT keep the connection; a gone client shows as a failed write).
+pub(crate) const STATUS_EVERY: Duration = Duration::from_secs(2);
 /// A client whose socket takes nothing for this long is dropped.
 pub(crate) const STALL: Duration = Duration::from_secs(10);
 /// How often the thread looks at the stop flag, the client and the socket's queue.
@@ -93,7 +94,11 @@ impl EventStreams {
     }
 
     /// The answer to `GET /api/events` (the gate has let it through).
-    pub(crate) fn response(self: &Arc<Self>, backend: &dyn WebBackend, req: &Request) -> Response {
+    pub(crate) fn response(
+        self: &Arc<Self>,
+        backend: &Arc<dyn WebBackend>,
+        req: &Request,
+    ) -> Response {
         // Like the WebSocket: another site's page may not read this one's events.
         if let Err(m) = auth::same_origin(req) {
             return Response::error(403, "cross_origin", &m);
@@ -110,17 +115,23 @@ impl EventStreams {
             Err(e) => return api::failure(&e),
         };
         let me = self.clone();
+        let backend = backend.clone();
         Response::new(
             200,
             "text/event-stream; charset=utf-8",
-            Body::Takeover(Box::new(move |stream| me.serve(feed, stream))),
+            Body::Takeover(Box::new(move |stream| me.serve(feed, backend, stream))),
         )
         .with("Cache-Control", "no-store")
         .with("X-Accel-Buffering", "no")
     }
 
     /// Serve one stream on `stream` (its head written) in a thread of its own.
-    fn serve(self: &Arc<Self>, feed: Box<dyn EventFeed>, stream: TcpStream) {
+    fn serve(
+        self: &Arc<Self>,
+        feed: Box<dyn EventFeed>,
+        backend: Arc<dyn WebBackend>,
+        stream: TcpStream,
+    ) {
         let setup = stream
             .set_write_timeout(Some(STALL))
             .and_then(|()| stream.set_nodelay(true));
@@ -143,7 +154,8 @@ impl EventStreams {
                 super::server::lower_priority();
                 me.counters.event_streams.fetch_add(1, Ordering::Relaxed);
                 let peer = stream.peer_addr().ok();
-                let ending = run(stream, feed, &me.stop, &me.counters);
+                let status = || status_message(backend.as_ref());
+                let ending = run(stream, feed, &status, &me.stop, &me.counters);
                 me.counters.event_streams.fetch_sub(1, Ordering::Relaxed);
                 if let Ok(mut s) = me.sockets.lock() {
                     if let Some(sock) = s.remove(&id) {
@@ -250,9 +262,18 @@ fn send(stream: &mut TcpStream, text: &[u8], written: &mut u64) -> Result<(), En
 }
 
 /// Send the stream until the client goes, stalls, the feed closes or the server stops.
+/// `event: status` with the status JSON (one line: serde_json writes no newline).
+fn status_message(backend: &dyn WebBackend) -> String {
+    match serde_json::to_string(&backend.status()) {
+        Ok(json) => format!("event: status\ndata: {json}\n\n"),
+        Err(_) => ": status unavailable\n\n".into(),
+    }
+}
+
 fn run(
     mut stream: TcpStream,
     mut feed: Box<dyn EventFeed>,
+    status: &dyn Fn() -> String,
     stop: &AtomicBool,
     counters: &WebCounters,
 ) -> Ending {
@@ -264,7 +285,7 @@ fn run(
     ) {
         return e;
     }
-    let mut last_sent = Instant::now();
+    let mut status_at: Option<Instant> = None;
     let mut checked = Instant::now();
     let mut watch = StallWatch {
         acked: 0,
@@ -280,7 +301,6 @@ fn run(
                 counters.event_stream_lost.fetch_add(n, Ordering::Relaxed);
                 Some(text)
             }
-            FeedNext::Idle if last_sent.elapsed() >= KEEPALIVE => Some(": keep-alive\n\n".into()),
             FeedNext::Idle => None,
             FeedNext::Closed => return Ending::Stopped,
         };
@@ -288,7 +308,12 @@ fn run(
             if let Err(e) = send(&mut stream, text.as_bytes(), &mut written) {
                 return e;
             }
-            last_sent = Instant::now();
+        }
+        if status_at.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
+            status_at = Some(Instant::now());
+            if let Err(e) = send(&mut stream, status().as_bytes(), &mut written) {
+                return e;
+            }
         }
         if checked.elapsed() >= TICK {
             checked = Instant::now();
