@@ -148,7 +148,10 @@ fn the_page_follows_the_events_and_shows_still_thumbnails() {
     );
     // Between events the status itself comes on the stream (the frame count moves).
     assert!(
-        b.wait_for("(window.dashcamEvents.refreshes.stream || 0) >= 2", scaled(6.0)),
+        b.wait_for(
+            "(window.dashcamEvents.refreshes.stream || 0) >= 2",
+            scaled(6.0)
+        ),
         "no status on the stream: {}",
         b.eval("JSON.stringify(window.dashcamEvents.refreshes)")
     );

@@ -664,7 +664,13 @@ fn the_websocket_takes_only_this_page_and_live_off_is_said() {
     let (status, body) = connect(&d, Some("http://evil.example")).expect_err("cross-origin");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("cross_origin"), "{body}");
-    // Same origin passes the check (then the MJPEG camera answers 409).
+    // Same origin passes the check (then the MJPEG camera answers 409, once the first
+    // frame has said what the camera sends: before it, a viewer may wait for the picture).
+    assert!(
+        wait_until(scaled(30.0), || live_info(&d)["codec"] == "mjpeg"),
+        "no frame said the camera's codec: {}",
+        live_info(&d)
+    );
     let origin = format!("http://{}", d.addr);
     let (status, body) = connect(&d, Some(&origin)).expect_err("MJPEG camera");
     assert_eq!(status, 409, "{body}");
