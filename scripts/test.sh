@@ -10,7 +10,7 @@
 # quick local run; CI runs everything), DASHCAM_RUNNER (run the binary under e.g. qemu-arm-static; see
 # tests/common/mod.rs), DASHCAM_TEST_INPUTS (inputs directory, default tests/inputs),
 # SKIP_APT=1 (never call apt-get), SKIP_FUZZ=1 (leave out the fuzz smoke run), FUZZ_SECONDS
-# (its time per target, default 30).
+# (its time per target, default 15).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -77,6 +77,20 @@ step() {
     fi
 }
 
+# The tests: cargo-nextest when it is there (.config/nextest.toml: each test its own process,
+# four at a time, so the test binaries overlap; the doc tests through cargo test, which
+# nextest does not run), else cargo test (one test binary after another). Extra
+# arguments go to cargo test only.
+run_tests() {
+    if [ "${#test_args[@]}" -eq 0 ] && cargo nextest --version >/dev/null 2>&1; then
+        local rc=0
+        cargo nextest run --no-fail-fast || rc=1
+        cargo test --doc || rc=1
+        return $rc
+    fi
+    cargo test --no-fail-fast "${test_args[@]}"
+}
+
 all_start=$SECONDS
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
@@ -84,13 +98,13 @@ step inputs bash scripts/make-test-inputs.sh
 if [[ " ${failed[*]} " == *" inputs "* ]]; then
     echo "test.sh: cannot run the tests without their inputs" >&2
 else
-    step test cargo test --no-fail-fast "${test_args[@]}"
+    step test run_tests
 fi
 
 # Every parser of outside input under libFuzzer for a short while (cargo-fuzz, stable
 # toolchain, 2 targets at a time on 2 cores): fuzz/run.sh, fuzz/README.md.
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-    step fuzz bash fuzz/run.sh "${FUZZ_SECONDS:-30}"
+    step fuzz bash fuzz/run.sh "${FUZZ_SECONDS:-15}"
 fi
 
 # Real power cuts, a full disk and a vanishing drive in a QEMU VM (storage keeper).

@@ -147,17 +147,43 @@ inputs() {
     bash scripts/make-test-inputs.sh
 }
 
+# cargo-nextest builds through this: it runs "$CARGO test --no-run ...", and the cross
+# build must go through cargo-zigbuild (which itself runs Debian's cargo).
+zig_cargo_shim() {
+    local shim=$CACHE/zig-cargo
+    cat >"$shim" <<EOF
+#!/bin/sh
+case "\$1" in
+build | test) CARGO=/usr/bin/cargo exec "$VENV/bin/cargo-zigbuild" "\$@" ;;
+*) exec /usr/bin/cargo "\$@" ;;
+esac
+EOF
+    chmod +x "$shim"
+    echo "$shim"
+}
 arm_test() {
-    local log=$LOGS/arm-test.log rc=0
-    # Every test binary (unit, integration) and the doc tests run under the runner.
-    zig_cargo test "${zbuild_flags[@]}" --no-fail-fast >"$log" 2>&1 || rc=$?
-    grep -E "^(     Running|   Doc-tests|test result:)" "$log" >&2 || true
-    local passed failed_n
-    passed=$(awk '/^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i} END {print n + 0}' "$log")
-    failed_n=$(awk '/^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i} END {print n + 0}' "$log")
+    local log=$LOGS/arm-test.log rc=0 passed failed_n
+    # Every test binary (unit, integration) and the doc tests run under the runner: through
+    # cargo-nextest when it is installed (.config/nextest.toml, profile arm: the binaries
+    # overlap), else cargo test (one binary after another).
+    if command -v cargo-nextest >/dev/null; then
+        cross_env CARGO="$(zig_cargo_shim)" cargo-nextest nextest run --profile arm \
+            "${zbuild_flags[@]}" >"$log" 2>&1 || rc=$?
+        zig_cargo test "${zbuild_flags[@]}" --doc >>"$log" 2>&1 || rc=$?
+        grep -E "^ +(Summary|SLOW|FAIL|TIMEOUT)|^test result:" "$log" >&2 || true
+        passed=$(awk '/^ +Summary / {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i}
+            /^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i} END {print n + 0}' "$log")
+        failed_n=$(awk '/^ +Summary / {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i}
+            /^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i} END {print n + 0}' "$log")
+    else
+        zig_cargo test "${zbuild_flags[@]}" --no-fail-fast >"$log" 2>&1 || rc=$?
+        grep -E "^(     Running|   Doc-tests|test result:)" "$log" >&2 || true
+        passed=$(awk '/^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i} END {print n + 0}' "$log")
+        failed_n=$(awk '/^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i} END {print n + 0}' "$log")
+    fi
     echo "arm (qemu-arm-static -cpu arm1176): ${passed:-0} passed, ${failed_n:-0} failed" >&2
     if [ "$rc" != 0 ]; then
-        grep -E "^(error|failures:|---- |thread .* panicked)" -A12 "$log" | head -120 >&2 || true
+        grep -E "^(error|failures:|---- |thread .* panicked|--- STD(OUT|ERR):)" -A12 "$log" | head -160 >&2 || true
         tail -30 "$log" >&2
         return 1
     fi

@@ -95,7 +95,13 @@ wait_log "GPIO role on" 60 || fail "the GPIO role did not start"
 # The role asked for a pull-down on the ignition input (its rest state: off). The car's
 # ignition is on: drive it high before stop_delay runs out.
 pull $IGN pull-up
-say "role started, lines requested: $(grep -o 'GPIO role on.*' /tmp/log)"
+i=0
+until [ "$(cat $sim/sim_gpio$IGN/value)" = 1 ]; do
+    sleep 0.1
+    i=$((i + 1))
+    [ $i -lt 20 ] || fail "the ignition line does not read high after its pull-up"
+done
+say "role started, lines requested: $(grep -m1 -o 'GPIO role on.*' /tmp/log); ignition line high"
 
 i=0
 while [ "$(count avi)" -lt 1 ]; do
@@ -105,7 +111,7 @@ while [ "$(count avi)" -lt 1 ]; do
 done
 sleep 2
 s=$(led_samples 10)
-[ "$s" = 1111111111 ] || fail "LED not steady on while recording: $s"
+[ "$s" = 1111111111 ] || fail "LED not steady on while recording: $s (ignition line reads $(cat $sim/sim_gpio$IGN/value))"
 say "recording; LED steady on: $s"
 
 # Short press: the event lock request reaches the writer.
