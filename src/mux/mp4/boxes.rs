@@ -21,7 +21,9 @@
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::{Nal, RefNal};
 
-use crate::frame::TIMESCALE;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::frame::{StreamFormat, TIMESCALE};
 
 /// The only track of a dashcam MP4.
 pub(crate) const TRACK_ID: u32 = 1;
@@ -771,6 +773,55 @@ pub(crate) struct MoovLayout {
     pub edts: Option<u64>,
     /// The `mehd` box or its placeholder ([`Mehd::SIZE`] bytes), first in the `mvex`.
     pub mehd: Option<u64>,
+}
+
+/// The init segment (`ftyp` + a `moov` with no duration yet) of an H.264 stream: the one
+/// definition for the segment files and the live view.
+#[derive(Debug)]
+pub(crate) struct InitSegment {
+    pub bytes: Vec<u8>,
+    /// Where the fields patched when a segment is finished are, in `bytes`.
+    pub layout: MoovLayout,
+    /// The picture size it declares: the format's, else the SPS's.
+    pub width: u32,
+    pub height: u32,
+}
+
+impl InitSegment {
+    /// The init segment of an H.264 `format` (the caller checks the codec and says so in its
+    /// own words), created at `created`; errors name what is wrong with the parameter sets.
+    pub(crate) fn h264(format: &StreamFormat, created: SystemTime) -> Result<InitSegment, String> {
+        let avcc = AvcC::new(&format.sps, &format.pps)?;
+        let (mut width, mut height) = (format.width, format.height);
+        if width == 0 || height == 0 {
+            if let Some((w, h)) = parse_sps(&format.sps).and_then(|s| s.dimensions) {
+                (width, height) = (w, h);
+            }
+        }
+        let creation_time = created
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() + MP4_EPOCH_OFFSET);
+        let mut bytes = Vec::with_capacity(1024);
+        Ftyp::dashcam().write(&mut bytes);
+        let layout = Moov {
+            creation_time,
+            duration: 0,
+            avc1: Avc1 {
+                width: u16::try_from(width).unwrap_or(u16::MAX),
+                height: u16::try_from(height).unwrap_or(u16::MAX),
+                avcc,
+            },
+            edts: None,
+            mehd: None,
+        }
+        .write_with_layout(&mut bytes);
+        Ok(InitSegment {
+            bytes,
+            layout,
+            width,
+            height,
+        })
+    }
 }
 
 impl MoovLayout {

@@ -80,11 +80,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use super::boxes::{
-    self, Avc1, AvcC, Edts, Free, Ftyp, Mfra, Moof, Moov, MoovLayout, Mp4Box, Prft, StreamClock,
-    TfraEntry, TrunSample,
+    self, Edts, Free, InitSegment, Mfra, Moof, MoovLayout, Mp4Box, Prft, StreamClock, TfraEntry,
+    TrunSample,
 };
 use crate::frame::{Codec, Frame, StreamFormat};
 use crate::mux::{MuxError, MuxSummary, SegmentMuxer};
@@ -150,31 +150,11 @@ impl Fmp4Writer {
                 format.codec.name()
             )));
         }
-        let avcc = AvcC::new(&format.sps, &format.pps).map_err(invalid)?;
-        let (mut width, mut height) = (format.width, format.height);
-        if width == 0 || height == 0 {
-            if let Some((w, h)) = boxes::parse_sps(&format.sps).and_then(|s| s.dimensions) {
-                (width, height) = (w, h);
-            }
-        }
-        let creation_time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() + boxes::MP4_EPOCH_OFFSET);
-
-        let mut init = Vec::with_capacity(1024);
-        Ftyp::dashcam().write(&mut init);
-        let layout = Moov {
-            creation_time,
-            duration: 0,
-            avc1: Avc1 {
-                width: u16::try_from(width).unwrap_or(u16::MAX),
-                height: u16::try_from(height).unwrap_or(u16::MAX),
-                avcc,
-            },
-            edts: None,
-            mehd: None,
-        }
-        .write_with_layout(&mut init);
+        let InitSegment {
+            bytes: init,
+            layout,
+            ..
+        } = InitSegment::h264(format, SystemTime::now()).map_err(invalid)?;
 
         let io = |source| MuxError::Io {
             path: path.display().to_string(),
@@ -638,11 +618,12 @@ impl SegmentMuxer for Fmp4Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mux::mp4::boxes::{child, children, Mehd, Trex, TRACK_ID};
+    use crate::mux::mp4::boxes::{child, children, Avc1, Mehd, Trex, TRACK_ID};
     use crate::mux::mp4::read::{read, Mp4File};
     use crate::test_support::{frame, h264_access_unit, h264_format, PPS, SPS};
     use std::sync::Arc;
     use std::time::Duration;
+    use std::time::UNIX_EPOCH;
 
     /// A 7-byte access unit tagged `tag` (its sixth byte).
     fn f(fmt: &Arc<StreamFormat>, dts: i64, pts: i64, keyframe: bool, tag: u8) -> Frame {

@@ -3,8 +3,10 @@
 //! then one fragment per frame (`prft` + `moof` + `mdat`), so a viewer is never more than
 //! a frame behind what the camera sent.
 //!
-//! Every box comes from [`crate::mux::mp4::boxes`] (the one layout of each box); this file
-//! only decides the live timeline. Pure: frames in, bytes out, no clock read, no I/O.
+//! Every box, and the init segment the recorded files start with, comes from
+//! [`crate::mux::mp4::boxes`] (the one layout of each box); this file
+//! only decides the live timeline. Pure: frames in, bytes out, no I/O; the only clock read
+//! is the init segment's creation time.
 //!
 //! Timeline: one 90 kHz track, decode time = the frame's dts minus the first dts of the
 //! format, plus [`LEAD`] so that B-frame presentation times never go negative. A frame is
@@ -14,12 +16,12 @@
 //! after a gap in the frames handed over, the next fragment waits for a keyframe.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use crate::frame::{Codec, Frame, StreamFormat, TIMESCALE};
-use crate::mux::mp4::boxes::{self, Avc1, AvcC, Ftyp, Moof, Moov, Mp4Box, Prft, TrunSample};
+use crate::mux::mp4::boxes::{self, InitSegment, Moof, Mp4Box, Prft, TrunSample};
 
 /// Media time of the first frame of each format (1 s), so presentation times stay positive.
 pub(crate) const LEAD: u64 = TIMESCALE as u64;
@@ -241,48 +243,25 @@ pub(crate) fn init_segment(format: &StreamFormat, generation: u32) -> Result<Ini
     if format.codec != Codec::H264 {
         return Err(format!("{} is not H.264", format.codec.name()));
     }
-    let avcc = AvcC::new(&format.sps, &format.pps)?;
-    let (mut width, mut height) = (format.width, format.height);
-    if width == 0 || height == 0 {
-        if let Some((w, h)) = boxes::parse_sps(&format.sps).and_then(|s| s.dimensions) {
-            (width, height) = (w, h);
-        }
-    }
+    let init = InitSegment::h264(format, SystemTime::now())?;
     let codec = format!(
         "avc1.{:02x}{:02x}{:02x}",
         format.sps[1], format.sps[2], format.sps[3]
     );
-    let creation_time = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() + boxes::MP4_EPOCH_OFFSET);
-    let mut bytes = Vec::with_capacity(1024);
-    Ftyp::dashcam().write(&mut bytes);
-    Moov {
-        creation_time,
-        duration: 0,
-        avc1: Avc1 {
-            width: u16::try_from(width).unwrap_or(u16::MAX),
-            height: u16::try_from(height).unwrap_or(u16::MAX),
-            avcc,
-        },
-        edts: None,
-        mehd: None,
-    }
-    .write_with_layout(&mut bytes);
     Ok(Init {
         generation,
-        bytes: Bytes::from(bytes),
+        bytes: Bytes::from(init.bytes),
         codec,
-        width,
-        height,
+        width: init.width,
+        height: init.height,
     })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::mux::mp4::boxes::{child, children};
-    use std::time::{Duration, Instant};
+    use crate::mux::mp4::boxes::{child, children, Moov};
+    use std::time::{Duration, Instant, UNIX_EPOCH};
 
     /// SPS/PPS of a 640x360 High-profile libx264 stream.
     pub(crate) const SPS: &[u8] = &[
