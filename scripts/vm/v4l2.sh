@@ -34,8 +34,7 @@ bin=${DASHCAM_VM_BIN:-}
 mkdir -p "$work"
 if [ -z "$bin" ]; then
     log "building the static dashcam"
-    (cd "$here" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$work/build" \
-        cargo build --quiet --release --target x86_64-unknown-linux-gnu --bin dashcam --example v4l2_loopback_feed) >"$work/v4l2-build.log" 2>&1 &
+    bash "$here/scripts/vm/static-build.sh" >"$work/v4l2-build.log" 2>&1 &
     build=$!
 fi
 bash "$here/scripts/vm/prepare.sh" || die "preparing the VM failed"

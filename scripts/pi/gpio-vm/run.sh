@@ -79,10 +79,9 @@ log "gpio-sim module: $(basename "$ko") for $kver"
 t_mod=$((SECONDS - t0 - t_prep))
 
 # --- the static dashcam for the guest ----------------------------------------------------
-# The same build (directory and flags) as the power-cut and V4L2 VMs': after them, nothing
-# to rebuild.
-(cd "$here" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$VM_WORK/build" \
-    cargo build --quiet --release --target x86_64-unknown-linux-gnu) >"$work/build.log" 2>&1 ||
+# The same build as the power-cut and V4L2 VMs' (scripts/vm/static-build.sh): after them,
+# nothing to rebuild.
+bash "$here/scripts/vm/static-build.sh" >"$work/build.log" 2>&1 ||
     { tail -30 "$work/build.log" >&2; die "cannot build the static dashcam"; }
 bin=$VM_WORK/build/x86_64-unknown-linux-gnu/release/dashcam
 file "$bin" | grep -qE "static(-pie)? linked|statically linked" || die "$bin is not static"
