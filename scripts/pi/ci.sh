@@ -147,16 +147,21 @@ inputs() {
     bash scripts/make-test-inputs.sh
 }
 
-# cargo-nextest builds through this: it runs "$CARGO test --no-run ...", and the cross
-# build must go through cargo-zigbuild (which itself runs Debian's cargo).
+# cargo-nextest builds through this: it runs "$CARGO --color=auto test --no-run ...", and
+# the cross build must go through cargo-zigbuild (which itself runs Debian's cargo); its
+# other calls (metadata) go to cargo.
 zig_cargo_shim() {
     local shim=$CACHE/zig-cargo
     cat >"$shim" <<EOF
 #!/bin/sh
-case "\$1" in
-build | test) CARGO=/usr/bin/cargo exec "$VENV/bin/cargo-zigbuild" "\$@" ;;
-*) exec /usr/bin/cargo "\$@" ;;
-esac
+for a in "\$@"; do
+    case "\$a" in
+    -*) ;;
+    build | test) CARGO=/usr/bin/cargo exec "$VENV/bin/cargo-zigbuild" "\$@" ;;
+    *) break ;;
+    esac
+done
+exec /usr/bin/cargo "\$@"
 EOF
     chmod +x "$shim"
     echo "$shim"
