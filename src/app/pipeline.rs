@@ -74,6 +74,10 @@ pub fn run_with(
     live_tap: Option<&Arc<LiveTap>>,
     session_events: &SessionEvents,
 ) -> Result<RunOutcome> {
+    // Before anything that can take a while (opening a camera: an RTSP connect, a camera
+    // process), so a SIGTERM meanwhile is a clean stop, not the default death; the
+    // signals thread below takes what came in between.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     let spec = SourceSpec::parse(&config.source).map_err(anyhow::Error::msg)?;
     let pool = BufferPool::new(4);
     let options = SourceOptions {
@@ -164,7 +168,6 @@ pub fn run_with(
     // systemd notification and the GPIO role (src/service, src/gpio).
     let roles = crate::app::roles::start(config, &status, &control_tx, &stop);
 
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     let signal_handle = signals.handle();
     {
         let stop = stop.clone();
