@@ -283,8 +283,13 @@ deb() {
     # armhf: the static ARMv6 dist binary built above.
     cargo_deb --no-build --no-strip --target "$TRIPLE" --profile dist --output "$out/armhf" \
         >"$LOGS/deb-armhf.log" 2>&1 || { cat "$LOGS/deb-armhf.log" >&2; return 1; }
-    # amd64: built here (the same dist profile) with the host toolchain.
-    cargo_deb --profile dist --output "$out/amd64" >"$LOGS/deb-amd64.log" 2>&1 ||
+    # amd64: the static x86_64 release binary the VM stages run (scripts/vm/static-build.sh;
+    # nothing to build after them): this package checks the packaging on a Debian machine,
+    # the Pi's binary is the armhf one.
+    local vm_build=${VM_WORK:-$CARGO_TARGET_DIR/vm}/build
+    VM_WORK=$(dirname "$vm_build") bash scripts/vm/static-build.sh >"$LOGS/deb-amd64.log" 2>&1 &&
+        CARGO_TARGET_DIR=$vm_build cargo_deb --no-build --target x86_64-unknown-linux-gnu \
+            --output "$out/amd64" >>"$LOGS/deb-amd64.log" 2>&1 ||
         { tail -30 "$LOGS/deb-amd64.log" >&2; return 1; }
     deb_armhf=$(ls "$out"/armhf/*.deb)
     deb_amd64=$(ls "$out"/amd64/*.deb)
