@@ -24,6 +24,29 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 /// The server's name in answers.
 const SERVER: &str = concat!("dashcam/", env!("CARGO_PKG_VERSION"));
 
+/// Set up a connection taken over by a long-lived stream (a live viewer, an event stream):
+/// writes time out after `stall`, no Nagle delay, and a small send buffer so a stalled
+/// client is noticed soon instead of the kernel queueing megabytes for it. False when the
+/// socket cannot be used (`who` names the stream in the log).
+pub(crate) fn prepare_stream(
+    stream: &TcpStream,
+    stall: std::time::Duration,
+    send_buffer: usize,
+    who: &str,
+) -> bool {
+    let setup = stream
+        .set_write_timeout(Some(stall))
+        .and_then(|()| stream.set_nodelay(true));
+    if let Err(e) = setup {
+        debug!("{who}: cannot set up the socket: {e}");
+        return false;
+    }
+    if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(stream, send_buffer) {
+        debug!("{who}: cannot limit the send buffer: {e}");
+    }
+    true
+}
+
 /// Answer the request whose head is at the start of `conn.buf`; true when the connection
 /// may serve another one.
 pub(crate) fn serve(conn: &mut Conn, handler: &dyn Handler, shared: &Arc<Shared>) -> bool {

@@ -132,15 +132,8 @@ impl EventStreams {
         backend: Arc<dyn WebBackend>,
         stream: TcpStream,
     ) {
-        let setup = stream
-            .set_write_timeout(Some(STALL))
-            .and_then(|()| stream.set_nodelay(true));
-        if let Err(e) = setup {
-            debug!("events: cannot set up a stream's socket: {e}");
+        if !crate::web::conn::prepare_stream(&stream, STALL, SEND_BUFFER, "event stream") {
             return;
-        }
-        if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(&stream, SEND_BUFFER) {
-            debug!("events: cannot limit a stream's send buffer: {e}");
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let (Ok(clone), Ok(mut s)) = (stream.try_clone(), self.sockets.lock()) {

@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use log::{debug, warn};
+use log::warn;
 
 use crate::state::live::LiveTap;
 use hub::{Hub, Kind, Refused};
@@ -206,15 +206,8 @@ impl LiveView {
 
     /// Serve a viewer on `stream` (its response head written) in a thread of its own.
     pub(crate) fn serve(self: &Arc<Self>, mut ticket: Ticket, stream: TcpStream) {
-        let setup = stream
-            .set_write_timeout(Some(STALL))
-            .and_then(|()| stream.set_nodelay(true));
-        if let Err(e) = setup {
-            debug!("live: cannot set up a viewer's socket: {e}");
+        if !crate::web::conn::prepare_stream(&stream, STALL, SEND_BUFFER, "live viewer") {
             return;
-        }
-        if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(&stream, SEND_BUFFER) {
-            debug!("live: cannot limit a viewer's send buffer: {e}");
         }
         if let Ok(clone) = stream.try_clone() {
             self.hub.attach_socket(ticket.id, clone);
