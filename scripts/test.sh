@@ -10,7 +10,8 @@
 # quick local run; CI runs everything), DASHCAM_RUNNER (run the binary under e.g. qemu-arm-static; see
 # tests/common/mod.rs), DASHCAM_TEST_INPUTS (inputs directory, default tests/inputs),
 # SKIP_APT=1 (never call apt-get), SKIP_FUZZ=1 (leave out the fuzz smoke run), FUZZ_SECONDS
-# (its time per target, default 15).
+# (its time per target, default 15), SKIP_PREBUILD=1 (build the Pi stage's binaries in
+# that stage, not in the background during the fuzz run and the VMs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -101,6 +102,26 @@ else
     step test run_tests
 fi
 
+# The Pi stage's two long builds (the ARM test binaries, ~7 min from cold; the dist
+# binary) start now in the background at the lowest CPU and I/O priority: they take what
+# the fuzz run and the VMs leave idle (a VM is one emulated core) and the Pi stage finds
+# them built. Only builds: no test runs beside the host suite. Log: target/pi-ci/prebuild.log.
+# Its setup (packages, the venv: apt-get must not run beside the VM stages' own) first, in
+# the foreground.
+prebuild_pid=""
+if [ "${SKIP_PI:-0}" != 1 ] && [ "${SKIP_PREBUILD:-0}" != 1 ]; then
+    step pi-setup bash scripts/pi/ci.sh setup
+    mkdir -p target/pi-ci
+    nice -n 19 ionice -c 3 bash scripts/pi/ci.sh prebuild >target/pi-ci/prebuild.log 2>&1 &
+    prebuild_pid=$!
+fi
+wait_prebuild() {
+    [ -n "$prebuild_pid" ] || return 0
+    # A failed prebuild is not a failure by itself: the Pi stage builds (and says) again.
+    wait "$prebuild_pid" || echo "test.sh: the Pi prebuild failed; see target/pi-ci/prebuild.log" >&2
+    return 0
+}
+
 # Every parser of outside input under libFuzzer for a short while (cargo-fuzz, stable
 # toolchain, 2 targets at a time on 2 cores): fuzz/run.sh, fuzz/README.md.
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
@@ -116,6 +137,7 @@ fi
 # The Pi Zero: ARMv6 build, the whole suite on an emulated ARM1176, readelf gates, dist
 # size, .debs, the systemd unit, the GPIO role on a real (simulated) GPIO chip in a VM.
 if [ "${SKIP_PI:-0}" != 1 ]; then
+    step pi-prebuild wait_prebuild
     step pi bash scripts/pi/ci.sh
 fi
 

@@ -10,6 +10,8 @@
 #   scripts/pi/ci.sh PART...      only these parts (setup is always done), e.g. arm-test gates
 #
 # Parts: setup inputs arm-test gates dist deb deb-install unit gpio-vm
+# (and, only when named, prebuild: the ARM test binaries and the dist binary built, nothing
+# run; scripts/test.sh starts it in the background at low priority during the VM stages)
 #
 # How (see ../shared/notes/cross-build.md): no Rust target can be downloaded here, so Debian's
 # rustc-web/cargo-web/rust-web-src (one apt command: versions match) build std for the
@@ -166,6 +168,18 @@ EOF
     chmod +x "$shim"
     echo "$shim"
 }
+# The ARM test binaries and the dist binary, built with exactly the commands arm-test and
+# dist use (so those find nothing to rebuild); nothing is run but the test lists.
+prebuild() {
+    if command -v cargo-nextest >/dev/null; then
+        cross_env CARGO="$(zig_cargo_shim)" cargo-nextest nextest list "${zbuild_flags[@]}" \
+            >"$LOGS/prebuild-tests.log" 2>&1 || { tail -30 "$LOGS/prebuild-tests.log" >&2; return 1; }
+    else
+        zig_cargo test "${zbuild_flags[@]}" --no-run >"$LOGS/prebuild-tests.log" 2>&1 ||
+            { tail -30 "$LOGS/prebuild-tests.log" >&2; return 1; }
+    fi
+    dist_build >"$LOGS/prebuild-dist.log" 2>&1 || { tail -30 "$LOGS/prebuild-dist.log" >&2; return 1; }
+}
 arm_test() {
     local log=$LOGS/arm-test.log rc=0 passed failed_n
     # Every test binary (unit, integration) and the doc tests run under the runner: through
@@ -244,7 +258,9 @@ record_gate() {
 }
 
 gates() {
-    zig_cargo build "${zbuild_flags[@]}" >"$LOGS/arm-build.log" 2>&1 || { tail -30 "$LOGS/arm-build.log" >&2; return 1; }
+    # The binary as the test build makes it (the tests' dev-dependency features): after
+    # arm-test nothing to build; a plain `build` would rebuild it with other features.
+    zig_cargo test "${zbuild_flags[@]}" --no-run >"$LOGS/arm-build.log" 2>&1 || { tail -30 "$LOGS/arm-build.log" >&2; return 1; }
     elf_gates "$arm_bin" && record_gate
 }
 
@@ -254,10 +270,12 @@ gates() {
 # would have no names anyway) and with `optimize_for_size` (std's smaller sort and
 # formatting; nothing on the recorder's per-frame path): 2.11 MiB -> 1.93 MiB with the
 # live view (measured 2026-12-02).
-dist() {
+dist_build() {
     zig_cargo build --profile dist --target "$TRIPLE" -Zbuild-std=std,panic_abort \
-        -Zbuild-std-features=optimize_for_size --no-default-features \
-        >"$LOGS/dist.log" 2>&1 || { tail -30 "$LOGS/dist.log" >&2; return 1; }
+        -Zbuild-std-features=optimize_for_size --no-default-features
+}
+dist() {
+    dist_build >"$LOGS/dist.log" 2>&1 || { tail -30 "$LOGS/dist.log" >&2; return 1; }
     elf_gates "$dist_bin" || return 1
     local size
     size=$(stat -c %s "$dist_bin")
@@ -392,6 +410,7 @@ part setup setup
 if ! ok setup; then
     skip rest "setup failed"
 else
+    [[ " ${parts[*]} " == *" prebuild "* ]] && part prebuild prebuild
     want inputs || want arm-test || want gates || want deb-install && part inputs inputs
     want arm-test && part arm-test arm_test
     want gates && part gates gates

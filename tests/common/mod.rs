@@ -424,10 +424,16 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     stem[16..].parse().ok()
 }
 
-/// Every segment file in `dir`, in sequence order.
+/// Every segment file in `dir`, in sequence order; none while `dir` is not there yet (the
+/// recorder makes it a moment after it starts: under qemu, after a test's first look).
 pub fn segments(dir: &Path) -> Vec<Segment> {
     let mut v = Vec::new();
-    for e in fs::read_dir(dir).expect("read_dir") {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return v,
+        Err(e) => panic!("read_dir {}: {e}", dir.display()),
+    };
+    for e in entries {
         let e = e.expect("dir entry");
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(seq) = parse_segment_name(&name) else {
