@@ -180,6 +180,12 @@ prebuild() {
     fi
     dist_build >"$LOGS/prebuild-dist.log" 2>&1 || { tail -30 "$LOGS/prebuild-dist.log" >&2; return 1; }
 }
+# count_results WORD LOG: the tests "passed" or "failed" in LOG, from nextest's summary and
+# cargo test's result lines.
+count_results() {
+    awk -v w="$1" '/^ +Summary |^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ "^" w) n += $i}
+        END {print n + 0}' "$2"
+}
 arm_test() {
     local log=$LOGS/arm-test.log rc=0 passed failed_n
     # Every test binary (unit, integration) and the doc tests run under the runner: through
@@ -190,16 +196,12 @@ arm_test() {
             "${zbuild_flags[@]}" >"$log" 2>&1 || rc=$?
         zig_cargo test "${zbuild_flags[@]}" --doc >>"$log" 2>&1 || rc=$?
         grep -E "^ +(Summary|SLOW|FAIL|TIMEOUT)|^test result:" "$log" >&2 || true
-        passed=$(awk '/^ +Summary / {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i}
-            /^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i} END {print n + 0}' "$log")
-        failed_n=$(awk '/^ +Summary / {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i}
-            /^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i} END {print n + 0}' "$log")
     else
         zig_cargo test "${zbuild_flags[@]}" --no-fail-fast >"$log" 2>&1 || rc=$?
         grep -E "^(     Running|   Doc-tests|test result:)" "$log" >&2 || true
-        passed=$(awk '/^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i} END {print n + 0}' "$log")
-        failed_n=$(awk '/^test result:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i} END {print n + 0}' "$log")
     fi
+    passed=$(count_results passed "$log")
+    failed_n=$(count_results failed "$log")
     echo "arm (qemu-arm-static -cpu arm1176): ${passed:-0} passed, ${failed_n:-0} failed" >&2
     if [ "$rc" != 0 ]; then
         grep -E "^(error|failures:|---- |thread .* panicked|--- STD(OUT|ERR):)" -A12 "$log" | head -160 >&2 || true
